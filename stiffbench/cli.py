@@ -1,0 +1,249 @@
+"""Command-line interface: list, simulate, score, run, leaderboard.
+
+User errors (bad arguments, unknown names, malformed files) end with one line on stderr and exit
+code 2, never a traceback. Progress goes to stderr; results (tables, JSON) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UserError(message)
+
+
+def _param_pairs(pairs: list[str] | None) -> dict:
+    """--param KEY=VALUE pairs; VALUE is parsed as JSON when it can be (numbers, lists), else a string."""
+    params = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {pair!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="stiffbench", description="Benchmark methods that learn stiff dynamics.")
+    parser.add_argument("--version", action="version", version=f"stiffbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="list installed systems, methods and metrics")
+    p.add_argument("kind", nargs="?", choices=["systems", "methods", "metrics"])
+
+    p = sub.add_parser("simulate", help="write a system's clean reference trajectory as CSV")
+    p.add_argument("--system", required=True)
+    p.add_argument("--t-end", type=float, required=True, help="end time (the system's unit, ms for hh)")
+    p.add_argument("--out", required=True, help="CSV file to write (columns t and the states)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="system parameter (repeatable)")
+
+    p = sub.add_parser("score", help="score a forecast CSV against a reference CSV")
+    p.add_argument("--system", required=True)
+    p.add_argument("--pred", required=True)
+    p.add_argument("--ref", required=True)
+    p.add_argument("--window", nargs=2, type=float, metavar=("T0", "T1"), help="default: the first evaluation window")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="system parameter (repeatable)")
+
+    for name, helptext in (("run", "run a suite's missing cells and write its leaderboard"),
+                           ("leaderboard", "re-render a suite's leaderboard from the store")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--suite", default="quick", help="built-in suite name or TOML path (default: quick)")
+        p.add_argument("--store", default="stiffbench-results", help="results folder or .sqlite file")
+        p.add_argument("--leaderboard-dir", default="leaderboard", help="where <suite>.md is written")
+        if name == "run":
+            p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+            p.add_argument("--quiet", action="store_true", help="no progress lines")
+        else:
+            p.add_argument("--rescore", action="store_true", help="recompute metrics from stored forecasts")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"stiffbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stiffbench: interrupted; finished cells are kept in the store", file=sys.stderr)
+        return 130
+
+
+# ----------------------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    from .registry import KINDS, PluginError, Registry, static_description
+
+    registry = Registry()
+    rows = []
+    for kind in [args.kind] if args.kind else list(KINDS):
+        try:
+            specs = registry.specs(kind)
+        except PluginError as exc:
+            raise UserError(str(exc)) from None
+        for spec in specs.values():
+            rows.append([kind, spec.name, static_description(spec), f"{spec.distribution} {spec.version}"])
+    from tabulate import tabulate
+
+    print(tabulate(rows, headers=["kind", "name", "description", "provided by"], tablefmt="simple"))
+    return 0
+
+
+def _system(name: str, params: dict):
+    from pydantic import ValidationError
+
+    from .registry import PluginError, Registry
+    from .suite import validation_message
+
+    try:
+        cls = Registry().load("systems", name)
+    except PluginError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        return cls(cls.Params(**params))
+    except ValidationError as exc:
+        raise UserError(validation_message(exc, f"system {name} params")) from None
+
+
+def cmd_simulate(args) -> int:
+    from .csvio import write_trajectory
+
+    if not args.t_end > 0:
+        raise UserError(f"--t-end must be positive, got {args.t_end:g}")
+    system = _system(args.system, _param_pairs(args.param))
+    trajectory = system.reference(args.t_end)
+    try:
+        write_trajectory(Path(args.out), trajectory)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+    print(f"wrote {len(trajectory.t)} samples of {system.name} on [0, {trajectory.t[-1]:g}] to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .api import Window
+    from .csvio import CSVError, read_trajectory, same_grid
+    from .registry import Registry
+    from .scoring import score
+
+    system = _system(args.system, _param_pairs(args.param))
+    try:
+        pred = read_trajectory(Path(args.pred), system.state_names)
+        ref = read_trajectory(Path(args.ref), system.state_names)
+        same_grid(pred, ref)
+    except CSVError as exc:
+        raise UserError(str(exc)) from None
+    if args.window:
+        t0, t1 = args.window
+        if not t0 < t1:
+            raise UserError(f"--window: T0 must be less than T1, got {t0:g} {t1:g}")
+        if t1 < ref.t[0] or t0 > ref.t[-1]:
+            raise UserError(f"--window [{t0:g}, {t1:g}] lies outside the CSV grid [{ref.t[0]:g}, {ref.t[-1]:g}]")
+        window = Window("window", t0, t1)
+    else:
+        window = system.evaluation_windows()[0]
+    if len(ref.window(window.t0, window.t1).t) == 0:
+        raise UserError(f"no samples of the CSVs lie in the window [{window.t0:g}, {window.t1:g}]")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classes, _ = Registry().load_all("metrics")
+    for warning in caught:
+        print(f"stiffbench: warning: {warning.message}", file=sys.stderr)
+    result = score(system, [cls() for cls in classes.values()], pred, ref, [window])
+    out = {"status": result.status, **result.metrics[window.name]}
+    if result.reason or result.metric_errors:
+        out["reason"] = "; ".join(filter(None, [result.reason, *result.metric_errors]))
+    print(json.dumps(out))
+    return 0
+
+
+def _open(args):
+    from .registry import PluginError, Registry
+    from .runner import expand_cells
+    from .store import Store, StoreError
+    from .suite import SuiteError, load_suite
+
+    try:
+        suite = load_suite(args.suite)
+        registry = Registry()
+        cells = expand_cells(suite, registry)
+        store = Store(args.store)
+    except (SuiteError, StoreError, PluginError) as exc:
+        raise UserError(str(exc)) from None
+    return suite, registry, cells, store
+
+
+def _write_leaderboard(args, suite, cells, store, metrics) -> Path:
+    from . import leaderboard
+
+    path = Path(args.leaderboard_dir) / f"{suite.name}.md"
+    leaderboard.write(path, leaderboard.build(suite, cells, store, metrics))
+    return path
+
+
+def cmd_run(args) -> int:
+    from .runner import Runner, resolve_device
+    from .suite import SuiteError
+
+    suite, registry, cells, store = _open(args)
+    try:
+        device = resolve_device(args.device)
+    except SuiteError as exc:
+        raise UserError(str(exc)) from None
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # load errors are reported as records and log lines
+        runner = Runner(registry, store, device=device, log=log, announce=lambda msg: print(msg, flush=True))
+    report = runner.run(suite, cells)
+    path = _write_leaderboard(args, suite, report.cells, store, runner.metrics)
+    print(f"suite {suite.name}: {report.to_run} cell(s) run in {report.wall_s:.1f} s wall, "
+          f"peak RSS {report.peak_rss_mb:.0f} MiB; leaderboard: {path}")
+    store.close()
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    suite, registry, cells, store = _open(args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metric_classes, _ = registry.load_all("metrics")
+    metrics = [cls() for cls in metric_classes.values()]
+    if args.rescore:
+        from .rescore import rescore
+
+        counts = rescore(cells, store, metrics)
+        print(f"rescored {counts['rescored']} cell(s); {counts['missing']} without a usable forecast", file=sys.stderr)
+    path = _write_leaderboard(args, suite, cells, store, metrics)
+    print(f"leaderboard: {path}")
+    store.close()
+    return 0
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "simulate": cmd_simulate,
+    "score": cmd_score,
+    "run": cmd_run,
+    "leaderboard": cmd_leaderboard,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

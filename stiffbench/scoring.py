@@ -1,0 +1,84 @@
+"""Score a forecast against the reference with every applicable metric, window by window.
+
+Shared by the runner, `stiffbench score` and `stiffbench leaderboard --rescore`, so a cell scored
+at run time and rescored later goes through the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .api import AbstractMetric, AbstractSystem, Trajectory, Window, missing_capabilities
+
+
+@dataclass
+class Score:
+    """status is "ok" or "diverged"; metrics maps window name -> {key: value or None}."""
+
+    status: str
+    metrics: dict[str, dict[str, float | None]]
+    reason: str | None = None
+    metric_errors: list[str] = field(default_factory=list)
+
+
+def metric_keys(metrics: list[AbstractMetric], system: AbstractSystem) -> list[str]:
+    """The result keys of the metrics that apply to `system`, in metric order."""
+    keys: list[str] = []
+    for metric in metrics:
+        if not missing_capabilities(metric, system):
+            keys.extend(metric.result_keys(system))
+    return keys
+
+
+def first_nonfinite_time(pred: Trajectory) -> float | None:
+    """Time of the first sample holding NaN or Inf, or None if all samples are finite."""
+    bad = ~np.isfinite(pred.y).all(axis=1)
+    return float(pred.t[np.argmax(bad)]) if bad.any() else None
+
+
+def score(
+    system: AbstractSystem,
+    metrics: list[AbstractMetric],
+    pred: Trajectory,
+    ref: Trajectory,
+    windows: list[Window],
+) -> Score:
+    """Apply every metric that fits the system on each window; a non-finite forecast is `diverged`.
+
+    A forecast is checked for NaN/Inf over the span of all windows (it must stay finite over the
+    whole horizon that is scored). A metric that raises yields None for its keys and an entry in
+    `metric_errors`; the other metrics are unaffected.
+    """
+    keys = metric_keys(metrics, system)
+    span = pred.window(min(w.t0 for w in windows), max(w.t1 for w in windows))
+    t_bad = first_nonfinite_time(span)
+    if t_bad is not None:
+        empty = {w.name: dict.fromkeys(keys) for w in windows}
+        return Score("diverged", empty, reason=f"forecast is NaN/Inf from t={t_bad:g}")
+    out: dict[str, dict[str, float | None]] = {}
+    errors: list[str] = []
+    for window in windows:
+        p, r = pred.window(window.t0, window.t1), ref.window(window.t0, window.t1)
+        if len(p.t) != len(r.t) or not np.allclose(p.t, r.t, rtol=0, atol=1e-9 * max(1.0, window.t1)):
+            raise ValueError(f"forecast and reference grids differ on window {window.name}")
+        values: dict[str, float | None] = {}
+        for metric in metrics:
+            if missing_capabilities(metric, system):
+                continue
+            try:
+                result = metric.compute(p, r, system)
+                values.update({k: _as_float(result.get(k)) for k in metric.result_keys(system)})
+            except Exception as exc:  # a faulty metric plugin must not lose the cell
+                values.update(dict.fromkeys(metric.result_keys(system)))
+                errors.append(f"metric {metric.name} failed on {window.name}: {type(exc).__name__}: {exc}")
+        out[window.name] = values
+    return Score("ok", out, metric_errors=errors)
+
+
+def _as_float(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None

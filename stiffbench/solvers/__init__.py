@@ -1,0 +1,1 @@
+"""Differentiable ODE solvers in PyTorch."""

@@ -1,0 +1,1 @@
+"""Built-in system plugins (installed as `stiffbench_systems`), one file per system."""
