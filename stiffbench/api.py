@@ -208,10 +208,12 @@ class AbstractMetric(AbstractPlugin):
     keys     : the result keys this metric produces (e.g. rmse_V); values are floats or None
                where the metric is undefined (no spikes, too few spikes).
     requires : capabilities the system must have; otherwise the keys are not reported.
+    rank     : column position in leaderboards (lower first; ties by name).
     """
 
     keys: ClassVar[tuple[str, ...]]
     requires: ClassVar[tuple[type, ...]] = ()
+    rank: ClassVar[int] = 100
 
     def result_keys(self, system: AbstractSystem) -> tuple[str, ...]:
         """The keys for this system (default: the static `keys`)."""

@@ -138,7 +138,8 @@ class Registry:
         return obj
 
     def load_all(self, kind: str) -> tuple[dict[str, type[AbstractPlugin]], list[LoadError]]:
-        """Every loadable plugin of a kind, plus a LoadError (and a warning) for each failure."""
+        """Every loadable plugin of a kind (metrics ordered by their `rank`, others by name), plus
+        a LoadError (and a warning) for each failure."""
         classes, errors = {}, []
         for name, spec in self.specs(kind).items():
             try:
@@ -146,6 +147,8 @@ class Registry:
             except PluginLoadError as exc:
                 warnings.warn(str(exc), stacklevel=2)
                 errors.append(LoadError(kind, name, spec.distribution, spec.version, str(exc)))
+        if kind == "metrics":
+            classes = dict(sorted(classes.items(), key=lambda item: (item[1].rank, item[0])))
         return classes, errors
 
 
