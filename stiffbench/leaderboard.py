@@ -73,7 +73,7 @@ def window_table(
         times = [r.train_s for r in mine if r.train_s is not None]
         row.append(f"{np.mean(times):.3g}" if times else DASH)
         rows.append(row)
-    return tabulate(rows, headers=["method", *keys, "ok/total", "train s"], tablefmt="github", disablenumparse=True)
+    return tabulate(rows, headers=["method", *keys, "ok/total", "train s"], tablefmt="github", disable_numparse=True)
 
 
 def render(

@@ -1,0 +1,32 @@
+"""Leaderboard cell formatting and table layout, with hand-computed values."""
+
+import numpy as np
+
+from stiffbench.leaderboard import format_cell, window_table
+from stiffbench.store import CellRecord
+
+
+def test_format_cell_mean_and_sample_std():
+    # mean(1, 2, 3) = 2; sample std = sqrt(((1-2)^2 + 0 + (3-2)^2) / 2) = 1
+    assert format_cell(np.array([1.0, 2.0, 3.0]), 3) == "2 ± 1"
+
+
+def test_format_cell_partial_and_undefined():
+    assert format_cell(np.array([0.5, np.nan]), 2) == "0.5 (1/2)"
+    assert format_cell(np.array([np.nan, np.nan]), 2) == "–"
+    assert format_cell(np.array([]), 0) == "–"
+
+
+def rec(label, seed, status, value, train):
+    return CellRecord(key=f"{label}{seed}", system="hh", method=label, label=label, seed=seed, status=status,
+                      metrics={"extrapolation": {"rmse_V": value}} if status == "ok" else {}, train_s=train)
+
+
+def test_window_table_rows_and_counts():
+    records = [rec("a", 0, "ok", 2.0, 10.0), rec("a", 1, "ok", 4.0, 20.0), rec("b", 0, "diverged", None, 5.0)]
+    table = window_table(["a", "b"], records, "extrapolation", ["rmse_V"])
+    lines = table.splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:-1]] == ["method", "rmse_V", "ok/total", "train s"]
+    # a: mean(2, 4) = 3, std = sqrt(2) = 1.41; train mean 15
+    assert [c.strip() for c in lines[2].split("|")[1:-1]] == ["a", "3 ± 1.41", "2/2", "15"]
+    assert [c.strip() for c in lines[3].split("|")[1:-1]] == ["b", "–", "0/1", "5"]

@@ -1,0 +1,66 @@
+"""Suite files: valid ones load, malformed ones give one-line SuiteErrors naming the field."""
+
+import pytest
+
+from stiffbench.suite import SuiteError, load_suite
+
+VALID = """
+seeds = [0, 1]
+epochs = 3
+[[systems]]
+name = "hh"
+[[methods]]
+label = "a"
+method = "vanilla_node"
+params = { lr = 0.01 }
+"""
+
+
+def write(tmp_path, text, name="s.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_builtin_quick_suite_loads():
+    suite = load_suite("quick")
+    assert suite.name == "quick"
+    assert [m.method for m in suite.methods] == ["pinode_sr", "vanilla_node", "vanilla_pinn"]
+    assert [s.name for s in suite.systems] == ["hh"]
+
+
+def test_valid_suite_from_path(tmp_path):
+    suite = load_suite(write(tmp_path, VALID, "mine.toml"))
+    assert suite.name == "mine" and suite.seeds == [0, 1] and suite.methods[0].params == {"lr": 0.01}
+    assert suite.budget_s is None
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (VALID.replace("seeds = [0, 1]", "seeds = []"), "seeds"),
+        (VALID.replace("seeds = [0, 1]", "seeds = [1, 1]"), "seeds must be unique"),
+        (VALID.replace("epochs = 3", "epochs = -1"), "epochs"),
+        (VALID.replace("epochs = 3", "epochs = 'ten'"), "epochs"),
+        (VALID + "budget_s = -5\n", "budget_s"),
+        (VALID + "colour = 'red'\n", "colour"),
+        (VALID + '[[methods]]\nlabel = "a"\nmethod = "pinode_sr"\n', "duplicate method labels: a"),
+        (VALID.replace('label = "a"\n', ""), "methods.0.label"),
+        ("seeds = [0\n", "invalid TOML"),
+    ],
+)
+def test_malformed_suites_are_one_line_errors(tmp_path, text, fragment):
+    with pytest.raises(SuiteError) as info:
+        load_suite(write(tmp_path, text))
+    message = str(info.value)
+    assert fragment in message and "\n" not in message
+
+
+def test_unknown_suite_name_lists_builtins():
+    with pytest.raises(SuiteError, match="not a built-in suite.*quick"):
+        load_suite("no_such_suite")
+
+
+def test_missing_suite_file(tmp_path):
+    with pytest.raises(SuiteError, match="suite file not found"):
+        load_suite(str(tmp_path / "absent.toml"))
