@@ -8,6 +8,7 @@ needs in `requires`; the runner reports `n/a` for a pairing that lacks one.
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 class PluginParams(BaseModel):
     """Base of every plugin's parameter model: validated, immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoParams(PluginParams):
@@ -161,11 +162,11 @@ class AbstractSystem(AbstractPlugin):
     state_names: ClassVar[tuple[str, ...]]
 
     @abstractmethod
-    def reference(self, t_end: float, cache_dir: str | None = None) -> Trajectory:
+    def reference(self, t_end: float, cache_dir: str | os.PathLike | None = None) -> Trajectory:
         """The clean reference trajectory on the system's sampling grid from t=0 to t_end."""
 
     @abstractmethod
-    def training_task(self, cache_dir: str | None = None) -> TrainingTask:
+    def training_task(self, cache_dir: str | os.PathLike | None = None) -> TrainingTask:
         """Noisy training observations, the initial state and the forecast grid (physics unset)."""
 
     @abstractmethod

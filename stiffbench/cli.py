@@ -146,7 +146,7 @@ def cmd_score(args) -> int:
     system = _system(args.system, _param_pairs(args.param))
     try:
         pred = read_trajectory(Path(args.pred), system.state_names)
-        ref = read_trajectory(Path(args.ref), system.state_names)
+        ref = read_trajectory(Path(args.ref), system.state_names, finite=True)
         same_grid(pred, ref)
     except CSVError as exc:
         raise UserError(str(exc)) from None

@@ -22,9 +22,13 @@ def write_trajectory(path: Path, trajectory: Trajectory) -> None:
     frame.to_csv(path, index=False, float_format="%.12g")
 
 
-def read_trajectory(path: Path, state_names: tuple[str, ...]) -> Trajectory:
-    """Read a CSV with columns t and `state_names` (extra columns ignored). NaN/Inf are allowed
-    (a diverged forecast); empty cells and non-numeric text are errors."""
+def read_trajectory(path: Path, state_names: tuple[str, ...], finite: bool = False) -> Trajectory:
+    """Read a CSV with columns t and `state_names` (extra columns ignored).
+
+    NaN (written as "nan" or, as pandas does, as an empty cell) and Inf are read as such: a
+    diverged forecast is a valid input. With `finite=True` they are errors (a reference must be
+    finite). Non-numeric text is always an error.
+    """
     if not path.is_file():
         raise CSVError(f"{path}: file not found")
     try:
@@ -39,12 +43,16 @@ def read_trajectory(path: Path, state_names: tuple[str, ...]) -> Trajectory:
         raise CSVError(f"{path}: no data rows")
     values = np.empty((len(frame), len(columns)))
     for j, column in enumerate(columns):
-        numeric = pd.to_numeric(frame[column].str.strip(), errors="coerce")
-        bad = numeric.isna() & ~frame[column].str.strip().str.lower().isin(["nan", "-nan", "+nan"])
+        text = frame[column].str.strip()
+        numeric = pd.to_numeric(text, errors="coerce")
+        bad = numeric.isna() & ~text.str.lower().isin(["", "nan", "-nan", "+nan"])
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
             raise CSVError(f"{path}: non-numeric value {frame[column].iloc[row]!r} in column {column}, row {row + 2}")
         values[:, j] = numeric.to_numpy(dtype=float)
+    if finite and not np.isfinite(values[:, 1:]).all():
+        row = int(np.argmax(~np.isfinite(values[:, 1:]).all(axis=1)))
+        raise CSVError(f"{path}: NaN, Inf or empty value in row {row + 2}; a reference must be finite")
     t = values[:, 0]
     if not np.isfinite(t).all() or (len(t) > 1 and not (np.diff(t) > 0).all()):
         raise CSVError(f"{path}: column t must be finite and strictly increasing")
