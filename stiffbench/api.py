@@ -127,7 +127,8 @@ class FitConfig:
     progress: Callable[[int, float], None] | None = None
 
     def check(self, epoch: int, loss: float) -> None:
-        """Report progress and enforce the budget; call once per epoch."""
+        """Report progress and enforce the budget; call after each epoch with the number of
+        epochs completed so far (1-based) and the current loss."""
         if self.progress is not None:
             self.progress(epoch, loss)
         if self.deadline is not None and time.monotonic() > self.deadline:

@@ -292,9 +292,9 @@ class Runner:
 
         def progress(epoch: int, loss: float) -> None:
             now = time.monotonic()
-            if now - last[0] >= self.progress_every_s or epoch + 1 == epochs:
+            if now - last[0] >= self.progress_every_s or epoch == epochs:
                 last[0] = now
-                self.log(f"    {what}: epoch {epoch + 1}/{epochs}, loss {loss:.4g}")
+                self.log(f"    {what}: epoch {epoch}/{epochs}, loss {loss:.4g}")
 
         return progress
 

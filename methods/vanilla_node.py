@@ -1,0 +1,14 @@
+"""Vanilla neural ODE: the paper's data-only baseline (section 3.6), trained on eq. 7 alone."""
+
+from __future__ import annotations
+
+from ._neural_ode import NeuralODEMethod, NeuralODEParams
+
+
+class VanillaNODE(NeuralODEMethod):
+    """dz/dt = f_theta(z, t) fitted to the observations through a Heun rollout; no physics."""
+
+    name = "vanilla_node"
+    description = "Neural ODE f_theta(z, t) trained on the data loss only (Heun rollout, Adam)."
+    Params = NeuralODEParams
+    requires = ()
