@@ -12,7 +12,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Sequence
+from typing import Callable, ClassVar, Hashable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -188,12 +188,26 @@ class AbstractModel(ABC):
         """Forecast on grid t; returns shape (n_seeds, len(t), n_states), NaN/Inf where it diverged."""
 
 
+@dataclass(frozen=True)
+class BatchMember:
+    """One model of a batched fit across variants: its method parameters, its task, its seed."""
+
+    params: PluginParams
+    task: TrainingTask
+    seed: int
+
+
 class AbstractMethod(AbstractPlugin):
     """A learning method. `fit` trains one model per seed.
 
     batches_seeds : if True the runner passes all seeds of a cell group in one `fit` call so the
                     method can train them as one vectorised model; otherwise one seed per call.
     requires      : capabilities the system must have (e.g. KnownPhysics for physics-informed methods).
+
+    A method may also train several *variants* as one batch: variants whose `batch_key()` values
+    are equal and not None are passed together to the classmethod `fit_batch` (e.g. the same
+    architecture and solver with different loss weights, noise presets or normalisation). Each
+    member's result must equal what `fit` gives for that variant and seed alone.
     """
 
     batches_seeds: ClassVar[bool] = False
@@ -202,6 +216,16 @@ class AbstractMethod(AbstractPlugin):
     @abstractmethod
     def fit(self, task: TrainingTask, seeds: Sequence[int], config: FitConfig) -> AbstractModel:
         """Train one model per seed; the same seed must give the same model."""
+
+    def batch_key(self) -> Hashable | None:
+        """Variants with equal non-None keys may share one `fit_batch` call (default: never)."""
+        return None
+
+    @classmethod
+    def fit_batch(cls, members: Sequence[BatchMember], config: FitConfig) -> AbstractModel:
+        """Train one model per member (all with equal `batch_key` and forecast grids); the model's
+        forecast has shape (len(members), len(t), n_states) in member order."""
+        raise NotImplementedError(f"{cls.__name__} does not batch across variants")
 
 
 class AbstractMetric(AbstractPlugin):

@@ -5,10 +5,11 @@ system name, validated system parameters and plugin version, method name, valida
 parameters and plugin version, seed, epochs and budget. The label is not part of the key (it
 only names the row), so renaming a variant does not retrain it.
 
-Cells of one (system, variant) pair form a group; a method with `batches_seeds` receives all
-seeds of its group in one `fit` call. Training time is recorded per cell as the group's time
-divided by its number of seeds (the batch's amortised cost; the batch size is in provenance).
-The wall-clock budget of a group is `budget_s` times its number of seeds.
+Cells are trained in batches (`plan_batches`): a method with `batches_seeds` receives all seeds
+of a variant in one `fit` call, and variants of one method whose `batch_key()` agree are trained
+together through `fit_batch`. Training time is recorded per cell as the batch's time divided by
+its number of models (the amortised cost; the batch size is in provenance). The wall-clock
+budget of a batch is `budget_s` times its number of models.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -29,6 +30,7 @@ from .api import (
     AbstractMethod,
     AbstractMetric,
     AbstractSystem,
+    BatchMember,
     BudgetExceeded,
     FitConfig,
     KnownPhysics,
@@ -108,18 +110,27 @@ def resolve_plugin(registry: Registry, kind: str, entry: SystemEntry | MethodEnt
 
 
 def expand_cells(suite: Suite, registry: Registry) -> list[Cell]:
-    """All cells of the suite in order system x method x seed, with their keys."""
+    """All cells of the suite in order system x method x seed, with their keys.
+
+    A method entry's `system_params` override the system's parameters for that variant's cells.
+    """
     systems = [resolve_plugin(registry, "systems", s, f"systems[{i}] ({s.name})") for i, s in enumerate(suite.systems)]
     methods = [resolve_plugin(registry, "methods", m, f"methods[{i}] ({m.label})") for i, m in enumerate(suite.methods)]
     cells = []
     for system in systems:
-        for method in methods:
+        for i, method in enumerate(methods):
+            override = method.entry.system_params.get(system.name)
+            cell_system = system
+            if override:
+                entry = SystemEntry(name=system.name, params={**system.entry.params, **override})
+                where = f"methods[{i}] ({method.entry.label}).system_params.{system.name}"
+                cell_system = resolve_plugin(registry, "systems", entry, where)
             for seed in suite.seeds:
                 key = config_hash(
                     {
-                        "system": system.name,
-                        "system_params": system.params_json(),
-                        "system_plugin": [system.spec.distribution, system.spec.version],
+                        "system": cell_system.name,
+                        "system_params": cell_system.params_json(),
+                        "system_plugin": [cell_system.spec.distribution, cell_system.spec.version],
                         "method": method.name,
                         "method_params": method.params_json(),
                         "method_plugin": [method.spec.distribution, method.spec.version],
@@ -128,8 +139,32 @@ def expand_cells(suite: Suite, registry: Registry) -> list[Cell]:
                         "budget_s": suite.budget_s,
                     }
                 )
-                cells.append(Cell(system, method, seed, key))
+                cells.append(Cell(cell_system, method, seed, key))
     return cells
+
+
+def plan_batches(cells: list[Cell]) -> list[list[Cell]]:
+    """Split the cells to run into training batches, in first-appearance order.
+
+    Seeds of one variant share a batch when the method `batches_seeds`; variants of one method on
+    one system share a batch when their `batch_key()` values are equal and not None. Everything
+    else (including cells whose plugins failed to load) runs alone or per variant.
+    """
+    batches: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        cls = cell.method.cls
+        if cls is None or cell.system.cls is None:
+            key = ("load_error", id(cell.system), id(cell.method))
+        elif not cls.batches_seeds:
+            key = ("alone", cell.key)
+        else:
+            variant_key = cls(cell.method.params).batch_key()
+            if variant_key is None:
+                key = ("variant", id(cell.system), id(cell.method))
+            else:
+                key = ("shared", cell.system.name, cell.method.name, variant_key)
+        batches.setdefault(key, []).append(cell)
+    return list(batches.values())
 
 
 def resolve_device(device: str) -> str:
@@ -186,50 +221,42 @@ class Runner:
         self.announce(f"cells: {report.total} total, {report.cached} cached, {report.to_run} to run")
         for error in self.metric_load_errors:
             self.log(f"warning: metric {error.name} not loaded: {error.reason}")
-        groups: dict[tuple[int, int], list[Cell]] = {}
-        for cell in todo:
-            groups.setdefault((id(cell.system), id(cell.method)), []).append(cell)
         done = 0
-        for group in groups.values():
-            for batch in self._batches(group):
-                for record, forecast in self._run_batch(suite, batch, done, report.to_run):
-                    self.store.put(record, forecast)
-                    report.records.append(record)
-                    done += 1
-                    self.log(_record_line(record, done, report.to_run))
+        for batch in plan_batches(todo):
+            for record, forecast in self._run_batch(suite, batch, done, report.to_run):
+                self.store.put(record, forecast)
+                report.records.append(record)
+                done += 1
+                self.log(_record_line(record, done, report.to_run))
         report.wall_s = time.perf_counter() - start
         report.peak_rss_mb = peak_rss_mb()
         return report
 
-    @staticmethod
-    def _batches(group: list[Cell]) -> list[list[Cell]]:
-        method_cls = group[0].method.cls
-        if method_cls is not None and getattr(method_cls, "batches_seeds", False):
-            return [group]
-        return [[cell] for cell in group]
-
     # ------------------------------------------------------------------------------------------
     def _run_batch(self, suite: Suite, batch: list[Cell], done: int, total: int):
+        """Train one batch, forecast, score; returns (record, forecast or None) per cell."""
         first = batch[0]
         if first.system.load_error or first.method.load_error:
             reason = first.system.load_error or first.method.load_error
             return [(self._record(suite, c, "load_error", reason), None) for c in batch]
-        system: AbstractSystem = first.system.cls(first.system.params)
+        systems = {id(c.system): c.system.cls(c.system.params) for c in batch}
+        system: AbstractSystem = systems[id(first.system)]
         method: AbstractMethod = first.method.cls(first.method.params)
         missing = missing_capabilities(method, system)
         if missing:
             reason = f"method {method.name} requires {', '.join(missing)}, which system {system.name} lacks"
             return [(self._record(suite, c, "n/a", reason), None) for c in batch]
-        seeds = [c.seed for c in batch]
-        what = f"{system.name} x {first.label} seeds {','.join(map(str, seeds))}"
-        self.log(f"[{done + 1}-{done + len(batch)}/{total}] training {what} ({suite.epochs} epochs)")
+        labels = list(dict.fromkeys(c.label for c in batch))
+        what = f"{system.name} x {', '.join(labels)} seeds {','.join(map(str, sorted({c.seed for c in batch})))}"
+        self.log(f"[{done + 1}-{done + len(batch)}/{total}] training {what} ({len(batch)} models, {suite.epochs} epochs)")
         try:
-            task = system.training_task(self.cache_dir)
-            if isinstance(system, KnownPhysics) and KnownPhysics in method.requires:
-                task = _with_physics(task, system)
-            reference = system.reference(system.horizon, self.cache_dir)
+            tasks = {key: self._task(sys_obj, method) for key, sys_obj in systems.items()}
+            references = {key: sys_obj.reference(sys_obj.horizon, self.cache_dir) for key, sys_obj in systems.items()}
         except Exception as exc:
             return [(self._record(suite, c, "error", f"system failed: {_one_line(exc)}"), None) for c in batch]
+        grid = tasks[id(first.system)].forecast_t
+        if any(len(t.forecast_t) != len(grid) or not np.array_equal(t.forecast_t, grid) for t in tasks.values()):
+            return [r for c in batch for r in self._run_batch(suite, [c], done, total)]
         config = FitConfig(
             epochs=suite.epochs,
             device=self.device,
@@ -238,27 +265,39 @@ class Runner:
         )
         t0 = time.perf_counter()
         try:
-            model = method.fit(task, seeds, config)
+            if len(labels) == 1:
+                model = method.fit(tasks[id(first.system)], [c.seed for c in batch], config)
+            else:
+                members = [BatchMember(c.method.params, tasks[id(c.system)], c.seed) for c in batch]
+                model = type(method).fit_batch(members, config)
             train_s = (time.perf_counter() - t0) / len(batch)
             t1 = time.perf_counter()
-            forecast = np.asarray(model.forecast(task.forecast_t), dtype=np.float64)
+            forecast = np.asarray(model.forecast(grid), dtype=np.float64)
             forecast_s = (time.perf_counter() - t1) / len(batch)
         except BudgetExceeded as exc:
             return [(self._record(suite, c, "timeout", str(exc)), None) for c in batch]
         except Exception as exc:  # a plugin's failure is a result, not a crash
             return [(self._record(suite, c, "error", _one_line(exc)), None) for c in batch]
-        expected = (len(batch), len(task.forecast_t), len(system.state_names))
+        expected = (len(batch), len(grid), len(system.state_names))
         if forecast.shape != expected:
             reason = f"forecast has shape {forecast.shape}, expected {expected}"
             return [(self._record(suite, c, "error", reason), None) for c in batch]
         results = []
         for i, cell in enumerate(batch):
-            pred = Trajectory(task.forecast_t, forecast[i], system.state_names)
-            scored = score(system, self.metrics, pred, reference, system.evaluation_windows())
+            cell_system = systems[id(cell.system)]
+            pred = Trajectory(grid, forecast[i], cell_system.state_names)
+            scored = score(cell_system, self.metrics, pred, references[id(cell.system)], cell_system.evaluation_windows())
             reason = "; ".join(filter(None, [scored.reason, *scored.metric_errors])) or None
             record = self._record(suite, cell, scored.status, reason, scored.metrics, train_s, forecast_s, len(batch))
-            results.append((record, (task.forecast_t, forecast[i])))
+            results.append((record, (grid, forecast[i])))
         return results
+
+    def _task(self, system: AbstractSystem, method: AbstractMethod):
+        """The system's training task, with its vector field when the method requires physics."""
+        task = system.training_task(self.cache_dir)
+        if isinstance(system, KnownPhysics) and KnownPhysics in method.requires:
+            task = replace(task, physics=system.torch_vector_field())
+        return task
 
     def _record(self, suite, cell: Cell, status, reason=None, metrics=None, train_s=None, forecast_s=None, batch=1):
         import torch
@@ -297,12 +336,6 @@ class Runner:
                 self.log(f"    {what}: epoch {epoch}/{epochs}, loss {loss:.4g}")
 
         return progress
-
-
-def _with_physics(task, system: KnownPhysics):
-    from dataclasses import replace
-
-    return replace(task, physics=system.torch_vector_field())
 
 
 def _one_line(exc: BaseException) -> str:

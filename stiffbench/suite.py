@@ -12,6 +12,7 @@ A suite is a TOML file validated by pydantic (unknown keys are errors):
     label = "pinode_sr"         # the leaderboard row name
     method = "pinode_sr"        # the registered method
     params = { lam = 1.5 }      # optional
+    system_params = { hh = { noise_preset = "none" } }   # optional per-variant system overrides
 
 Built-in suites live in stiffbench/suites/<name>.toml; `load_suite` takes a name or a path.
 """
@@ -49,6 +50,11 @@ class MethodEntry(_Strict):
     label: str = Field(min_length=1, description="leaderboard row name, unique in the suite")
     method: str = Field(min_length=1, description="registered method name")
     params: dict[str, Any] = Field(default_factory=dict, description="method parameters")
+    system_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-system parameter overrides for this variant's cells, keyed by system name "
+        "(e.g. { hh = { noise_preset = 'none' } } for a variant trained without noise)",
+    )
 
 
 class Suite(_Strict):
@@ -79,6 +85,10 @@ class Suite(_Strict):
         dups = sorted({x for x in systems if systems.count(x) > 1})
         if dups:
             raise ValueError(f"duplicate systems: {', '.join(dups)}")
+        for m in self.methods:
+            unknown = sorted(set(m.system_params) - set(systems))
+            if unknown:
+                raise ValueError(f"method {m.label}: system_params names systems not in the suite: {', '.join(unknown)}")
         return self
 
 
