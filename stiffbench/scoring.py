@@ -47,13 +47,12 @@ def score(
 ) -> Score:
     """Apply every metric that fits the system on each window; a non-finite forecast is `diverged`.
 
-    A forecast is checked for NaN/Inf over the span of all windows (it must stay finite over the
-    whole horizon that is scored). A metric that raises yields None for its keys and an entry in
-    `metric_errors`; the other metrics are unaffected.
+    A forecast holding NaN/Inf anywhere is diverged, whether or not the bad samples fall in a
+    window. A metric that raises yields None for its keys and an entry in `metric_errors`; the
+    other metrics are unaffected.
     """
     keys = metric_keys(metrics, system)
-    span = pred.window(min(w.t0 for w in windows), max(w.t1 for w in windows))
-    t_bad = first_nonfinite_time(span)
+    t_bad = first_nonfinite_time(pred)
     if t_bad is not None:
         empty = {w.name: dict.fromkeys(keys) for w in windows}
         return Score("diverged", empty, reason=f"forecast is NaN/Inf from t={t_bad:g}")
