@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -40,6 +42,16 @@ def _param_pairs(pairs: list[str] | None) -> dict:
     return params
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stiffbench", description="Benchmark methods that learn stiff dynamics.")
     parser.add_argument("--version", action="version", version=f"stiffbench {__version__}")
@@ -68,14 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--store", default="stiffbench-results", help="results folder or .sqlite file")
         p.add_argument("--leaderboard-dir", default="leaderboard", help="where <suite>.md is written")
         if name == "run":
-            p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+            p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+            p.add_argument("--executor", default="process", choices=["serial", "process", "dask"],
+                           help="serial: in this process; process (default): one isolated process per batch, "
+                                "one per core; dask: dask.distributed")
+            p.add_argument("--workers", type=_positive_int, help="parallel workers (default: one per core)")
+            p.add_argument("--scheduler", help="dask scheduler address (tcp://HOST:PORT) of an existing cluster")
+            p.add_argument("--strict", action="store_true",
+                           help="exit 1 if any cell of the suite is not ok, diverged or n/a (for CI)")
             p.add_argument("--quiet", action="store_true", help="no progress lines")
         else:
             p.add_argument("--rescore", action="store_true", help="recompute metrics from stored forecasts")
     return parser
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # clean up child processes as on Ctrl-C
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -199,23 +224,36 @@ def _write_leaderboard(args, suite, cells, store, metrics) -> Path:
 
 
 def cmd_run(args) -> int:
+    from .executors import make_executor
     from .runner import Runner, resolve_device
     from .suite import SuiteError
 
+    if args.scheduler and args.executor != "dask":
+        raise UserError("--scheduler needs --executor dask")
     suite, registry, cells, store = _open(args)
     try:
         device = resolve_device(args.device)
-    except SuiteError as exc:
+        executor = make_executor(args.executor, args.workers, args.scheduler)
+    except (SuiteError, RuntimeError, OSError) as exc:
         raise UserError(str(exc)) from None
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # load errors are reported as records and log lines
-        runner = Runner(registry, store, device=device, log=log, announce=lambda msg: print(msg, flush=True))
-    report = runner.run(suite, cells)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # load errors are reported as records and log lines
+            runner = Runner(registry, store, device=device, log=log, executor=executor, verbose=not args.quiet,
+                            announce=lambda msg: print(msg, flush=True))
+        report = runner.run(suite, cells)
+    finally:
+        executor.close()
     path = _write_leaderboard(args, suite, report.cells, store, runner.metrics)
-    print(f"suite {suite.name}: {report.to_run} cell(s) run in {report.wall_s:.1f} s wall, "
-          f"peak RSS {report.peak_rss_mb:.0f} MiB; leaderboard: {path}")
+    print(f"suite {suite.name}: {report.to_run} cell(s) run in {report.wall_s:.1f} s wall "
+          f"({args.executor} executor, {executor.workers} worker(s)), peak RSS {report.peak_rss_mb:.0f} MiB; "
+          f"leaderboard: {path}")
+    failed = [r for r in store.get_many(c.key for c in cells).values() if r.status in ("error", "load_error", "timeout")]
     store.close()
+    if args.strict and failed:
+        print(f"stiffbench: --strict: {len(failed)} cell(s) ended in error, load_error or timeout", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,32 +14,22 @@ budget of a batch is `budget_s` times its number of models.
 
 from __future__ import annotations
 
-import datetime as _dt
-import platform
+import os
 import resource
+import socket
 import sys
 import time
-from dataclasses import dataclass, field, replace
+import uuid
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 from pydantic import ValidationError
 
-from . import __version__
-from .api import (
-    AbstractMethod,
-    AbstractMetric,
-    AbstractSystem,
-    BatchMember,
-    BudgetExceeded,
-    FitConfig,
-    KnownPhysics,
-    Trajectory,
-    missing_capabilities,
-)
+from .api import AbstractMetric
+from .execute import BatchJob
+from .executors import SerialExecutor
 from .hashing import config_hash
 from .registry import PluginLoadError, PluginSpec, Registry, UnknownPluginError
-from .scoring import score
 from .store import CellRecord, Store
 from .suite import MethodEntry, Suite, SuiteError, SystemEntry, validation_message
 
@@ -189,7 +179,14 @@ def peak_rss_mb() -> float:
 
 
 class Runner:
-    """Runs a suite's missing cells into a store. `log` receives one-line progress messages."""
+    """Runs a suite's missing cells into a store through an executor (default: serial).
+
+    log      : receives one-line progress messages (cells finished, warnings)
+    announce : receives the plan line "cells: N total, C cached, R to run" (default: log)
+    verbose  : whether batches print their training progress to stderr
+    grace_s  : minimum extra time an isolated batch gets beyond its training budget before it is
+               killed (see BatchJob.hard_limit_s)
+    """
 
     def __init__(
         self,
@@ -199,7 +196,9 @@ class Runner:
         cache_dir: str | None = None,
         log: Callable[[str], None] | None = None,
         announce: Callable[[str], None] | None = None,
-        progress_every_s: float = 5.0,
+        executor=None,
+        verbose: bool = False,
+        grace_s: float = 60.0,
     ):
         self.registry = registry
         self.store = store
@@ -207,140 +206,50 @@ class Runner:
         self.cache_dir = cache_dir
         self.log = log or (lambda msg: None)
         self.announce = announce or self.log
-        self.progress_every_s = progress_every_s
+        self.executor = executor or SerialExecutor()
+        self.verbose = verbose
+        self.grace_s = grace_s
         classes, self.metric_load_errors = registry.load_all("metrics")
-        self.metrics: list[AbstractMetric] = [cls() for cls in classes.values()]
+        self.metric_classes = list(classes.values())
+        self.metrics: list[AbstractMetric] = [cls() for cls in self.metric_classes]
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run(self, suite: Suite, cells: list[Cell] | None = None) -> RunReport:
-        """Run the cells of `suite` (expanded here unless given) that the store does not hold."""
+        """Run the cells of `suite` (expanded here unless given) that the store does not hold.
+
+        Cells are claimed in the store first, so a concurrent run on the same store skips them.
+        Each finished cell is committed at once: an interrupted run loses no finished cell.
+        """
         start = time.perf_counter()
         cells = expand_cells(suite, self.registry) if cells is None else cells
         final = self.store.final_keys(c.key for c in cells)
         todo = [c for c in cells if c.key not in final]
-        report = RunReport(total=len(cells), cached=len(cells) - len(todo), to_run=len(todo), cells=cells)
-        self.announce(f"cells: {report.total} total, {report.cached} cached, {report.to_run} to run")
+        claimed = self.store.claim((c.key for c in todo), self.owner)
+        busy = len(todo) - len(claimed)
+        todo = [c for c in todo if c.key in claimed]
+        report = RunReport(total=len(cells), cached=len(final), to_run=len(todo), cells=cells)
+        note = f" ({busy} being run by another process, skipped)" if busy else ""
+        self.announce(f"cells: {report.total} total, {report.cached} cached, {report.to_run} to run{note}")
         for error in self.metric_load_errors:
             self.log(f"warning: metric {error.name} not loaded: {error.reason}")
-        done = 0
-        for batch in plan_batches(todo):
-            for record, forecast in self._run_batch(suite, batch, done, report.to_run):
-                self.store.put(record, forecast)
-                report.records.append(record)
-                done += 1
-                self.log(_record_line(record, done, report.to_run))
+        threads = 1 if self.device == "cpu" else None
+        jobs = [
+            BatchJob(suite.epochs, suite.budget_s, batch, self.device, self.cache_dir, self.metric_classes,
+                     verbose=self.verbose, torch_threads=threads, grace_s=self.grace_s)
+            for batch in plan_batches(todo)
+        ]
+        try:
+            for _, results in self.executor.run(jobs):
+                for record, forecast in results:
+                    self.store.put(record, forecast)
+                    self.store.release([record.key], self.owner)
+                    report.records.append(record)
+                    self.log(_record_line(record, len(report.records), report.to_run))
+        finally:
+            self.store.release(claimed, self.owner)
         report.wall_s = time.perf_counter() - start
         report.peak_rss_mb = peak_rss_mb()
         return report
-
-    # ------------------------------------------------------------------------------------------
-    def _run_batch(self, suite: Suite, batch: list[Cell], done: int, total: int):
-        """Train one batch, forecast, score; returns (record, forecast or None) per cell."""
-        first = batch[0]
-        if first.system.load_error or first.method.load_error:
-            reason = first.system.load_error or first.method.load_error
-            return [(self._record(suite, c, "load_error", reason), None) for c in batch]
-        systems = {id(c.system): c.system.cls(c.system.params) for c in batch}
-        system: AbstractSystem = systems[id(first.system)]
-        method: AbstractMethod = first.method.cls(first.method.params)
-        missing = missing_capabilities(method, system)
-        if missing:
-            reason = f"method {method.name} requires {', '.join(missing)}, which system {system.name} lacks"
-            return [(self._record(suite, c, "n/a", reason), None) for c in batch]
-        labels = list(dict.fromkeys(c.label for c in batch))
-        what = f"{system.name} x {', '.join(labels)} seeds {','.join(map(str, sorted({c.seed for c in batch})))}"
-        self.log(f"[{done + 1}-{done + len(batch)}/{total}] training {what} ({len(batch)} models, {suite.epochs} epochs)")
-        try:
-            tasks = {key: self._task(sys_obj, method) for key, sys_obj in systems.items()}
-            references = {key: sys_obj.reference(sys_obj.horizon, self.cache_dir) for key, sys_obj in systems.items()}
-        except Exception as exc:
-            return [(self._record(suite, c, "error", f"system failed: {_one_line(exc)}"), None) for c in batch]
-        grid = tasks[id(first.system)].forecast_t
-        if any(len(t.forecast_t) != len(grid) or not np.array_equal(t.forecast_t, grid) for t in tasks.values()):
-            return [r for c in batch for r in self._run_batch(suite, [c], done, total)]
-        config = FitConfig(
-            epochs=suite.epochs,
-            device=self.device,
-            deadline=None if suite.budget_s is None else time.monotonic() + suite.budget_s * len(batch),
-            progress=self._progress_printer(what, suite.epochs),
-        )
-        t0 = time.perf_counter()
-        try:
-            if len(labels) == 1:
-                model = method.fit(tasks[id(first.system)], [c.seed for c in batch], config)
-            else:
-                members = [BatchMember(c.method.params, tasks[id(c.system)], c.seed) for c in batch]
-                model = type(method).fit_batch(members, config)
-            train_s = (time.perf_counter() - t0) / len(batch)
-            t1 = time.perf_counter()
-            forecast = np.asarray(model.forecast(grid), dtype=np.float64)
-            forecast_s = (time.perf_counter() - t1) / len(batch)
-        except BudgetExceeded as exc:
-            return [(self._record(suite, c, "timeout", str(exc)), None) for c in batch]
-        except Exception as exc:  # a plugin's failure is a result, not a crash
-            return [(self._record(suite, c, "error", _one_line(exc)), None) for c in batch]
-        expected = (len(batch), len(grid), len(system.state_names))
-        if forecast.shape != expected:
-            reason = f"forecast has shape {forecast.shape}, expected {expected}"
-            return [(self._record(suite, c, "error", reason), None) for c in batch]
-        results = []
-        for i, cell in enumerate(batch):
-            cell_system = systems[id(cell.system)]
-            pred = Trajectory(grid, forecast[i], cell_system.state_names)
-            scored = score(cell_system, self.metrics, pred, references[id(cell.system)], cell_system.evaluation_windows())
-            reason = "; ".join(filter(None, [scored.reason, *scored.metric_errors])) or None
-            record = self._record(suite, cell, scored.status, reason, scored.metrics, train_s, forecast_s, len(batch))
-            results.append((record, (grid, forecast[i])))
-        return results
-
-    def _task(self, system: AbstractSystem, method: AbstractMethod):
-        """The system's training task, with its vector field when the method requires physics."""
-        task = system.training_task(self.cache_dir)
-        if isinstance(system, KnownPhysics) and KnownPhysics in method.requires:
-            task = replace(task, physics=system.torch_vector_field())
-        return task
-
-    def _record(self, suite, cell: Cell, status, reason=None, metrics=None, train_s=None, forecast_s=None, batch=1):
-        import torch
-
-        provenance = {
-            "stiffbench": __version__,
-            "system_plugin": cell.system.provenance(),
-            "method_plugin": cell.method.provenance(),
-            "system_params": cell.system.params_json(),
-            "method_params": cell.method.params_json(),
-            "label": cell.label,
-            "seed": cell.seed,
-            "epochs": suite.epochs,
-            "budget_s": suite.budget_s,
-            "batch_size": batch,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "device": self.device,
-            "torch_threads": torch.get_num_threads(),
-            "machine": platform.machine(),
-        }
-        return CellRecord(
-            key=cell.key, system=cell.system.name, method=cell.method.name, label=cell.label, seed=cell.seed,
-            status=status, reason=reason, metrics=metrics or {}, train_s=train_s, forecast_s=forecast_s,
-            provenance=provenance, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        )
-
-    def _progress_printer(self, what: str, epochs: int) -> Callable[[int, float], None]:
-        last = [time.monotonic()]
-
-        def progress(epoch: int, loss: float) -> None:
-            now = time.monotonic()
-            if now - last[0] >= self.progress_every_s or epoch == epochs:
-                last[0] = now
-                self.log(f"    {what}: epoch {epoch}/{epochs}, loss {loss:.4g}")
-
-        return progress
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def _record_line(record: CellRecord, done: int, total: int) -> str:

@@ -6,13 +6,18 @@ Layout of a results folder:
     <folder>/forecasts/<key>.npz   the forecast of each finished cell (t, y), for rescoring
 
 Only the driver process writes. Each cell is committed in its own transaction (WAL journal), so
-an interrupted run keeps every finished cell. Forecast files carry their SHA-256 in the row; a
-file that no longer matches is reported as missing rather than read. Nothing is pickled.
+an interrupted run keeps every finished cell. A run claims the cells it is about to compute
+(`claims` table), so two runs on one store never compute the same cell. Forecast files carry
+their SHA-256 in the row; a file that no longer matches is never read, and its cell counts as
+not finished (the next run recomputes it). A damaged database is refused. Nothing is pickled.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import os
+import socket
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .cache import load_npz_checked, save_npz_atomic
+from .hashing import file_sha256
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "diverged", "timeout", "error", "load_error", "n/a")
@@ -44,6 +50,13 @@ CREATE TABLE IF NOT EXISTS cells (
     provenance TEXT NOT NULL,
     forecast_sha256 TEXT,
     created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    since TEXT NOT NULL
 );
 """
 
@@ -97,7 +110,10 @@ class Store:
             raise StoreError(f"cannot open store at {location}: {exc.strerror or exc}") from None
 
     def _check_schema(self) -> None:
-        self._conn.execute("PRAGMA quick_check").fetchone()
+        check = self._conn.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise StoreError(f"{self.db_path} is damaged (integrity check: {check[0] if check else 'no answer'}); "
+                             "refusing to read it as partial results")
         row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             self._conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -150,7 +166,63 @@ class Store:
 
     def final_keys(self, keys: Iterable[str]) -> set[str]:
         """The keys among `keys` whose stored status is final (not retried)."""
-        return {k for k, r in self.get_many(keys).items() if r.status in FINAL_STATUSES}
+        return self._final_keys_unlocked(list(keys))
+
+    def _final_keys_unlocked(self, keys: list[str]) -> set[str]:
+        """Keys with a final status whose forecast file (if any) is present and intact: a cell
+        whose forecast was lost or corrupted is computed again."""
+        final: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT key, forecast_sha256 FROM cells WHERE key IN ({marks}) "
+                f"AND status IN ({','.join('?' * len(FINAL_STATUSES))})",
+                [*chunk, *FINAL_STATUSES],
+            )
+            for key, sha in rows:
+                path = self.forecast_path(key)
+                if sha is None or (path.is_file() and file_sha256(str(path)) == sha):
+                    final.add(key)
+        return final
+
+    # ------------------------------------------------------------------------------------------
+    def claim(self, keys: Iterable[str], owner: str) -> set[str]:
+        """Atomically claim the keys no live run has claimed and no final result holds.
+
+        Two runs on one store thus never run the same cell. A claim whose owner process is gone
+        (same host, dead pid: a killed run) is stale and taken over.
+        """
+        keys = list(keys)
+        host, pid = socket.gethostname(), os.getpid()
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        claimed: set[str] = set()
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            existing = {}
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                existing.update({r[0]: r[1:] for r in self._conn.execute(
+                    f"SELECT key, owner, host, pid FROM claims WHERE key IN ({marks})", chunk)})
+            final = self._final_keys_unlocked(keys)
+            for key in keys:
+                if key in final:
+                    continue
+                other = existing.get(key)
+                if other is not None and other[0] != owner and not (other[1] == host and not _pid_alive(other[2])):
+                    continue
+                self._conn.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)", (key, owner, host, pid, now))
+                claimed.add(key)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return claimed
+
+    def release(self, keys: Iterable[str], owner: str) -> None:
+        """Drop this owner's claims on keys."""
+        self._conn.executemany("DELETE FROM claims WHERE key=? AND owner=?", [(k, owner) for k in keys])
 
     def forecast_path(self, key: str) -> Path:
         return self.forecast_dir / f"{key}.npz"
@@ -161,6 +233,16 @@ class Store:
             return None
         arrays = load_npz_checked(self.forecast_path(record.key), record.forecast_sha256)
         return None if arrays is None else (arrays["t"], arrays["y"])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _record_from_row(row: tuple) -> CellRecord:

@@ -119,3 +119,60 @@ class NoPhysicsOscillator(AbstractSystem):
 
     def evaluation_windows(self):
         return self._inner.evaluation_windows()
+
+
+class Hanging(AbstractMethod):
+    name = "hanging"
+    description = "Never returns and never checks its budget."
+
+    def fit(self, task, seeds, config):
+        while True:
+            time.sleep(0.1)
+
+
+class Crashing(AbstractMethod):
+    name = "crashing"
+    description = "Kills its own process, as a segfault would."
+
+    def fit(self, task, seeds, config):
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Sleepy(Exact):
+    name = "sleepy"
+    description = "Takes one second per cell, one seed at a time."
+    batches_seeds = False
+
+    def fit(self, task, seeds, config):
+        time.sleep(1.0)
+        return super().fit(task, seeds, config)
+
+
+ALL = ["Exact", "SharedExact", "Raising", "NaNs", "WrongShape", "Slow", "NeedsPhysics", "Hanging", "Crashing",
+       "Sleepy"]
+
+
+def write_distribution(site, dist_name: str, version: str, entry_points: dict[str, dict[str, str]]) -> None:
+    """A fake installed distribution on `site` (a folder to put on PYTHONPATH): METADATA and
+    entry_points.txt, which importlib.metadata discovers like any installed package."""
+    info = site / f"{dist_name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{name} = {value}" for name, value in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+
+
+def fake_distribution(site) -> None:
+    """Register every fake plugin above (and the toy systems) as distribution `fakes` 1."""
+    methods = {globals()[c].name: f"fake_plugins:{c}" for c in ALL}
+    write_distribution(site, "fakes", "1", {
+        "stiffbench.methods": methods,
+        "stiffbench.systems": {"damped_oscillator": "stiffbench.testing.toy:DampedOscillator",
+                               "plain_oscillator": "fake_plugins:NoPhysicsOscillator"},
+    })

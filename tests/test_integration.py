@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from fake_plugins import write_distribution
 
 SHORT_HH = '{ extrapolation = [14.68, 30.0], long = [30.0, 40.0] }'
 
@@ -46,10 +47,7 @@ def make_plugin_distribution(site):
     pkg = site / "sbdemo_plugin"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text(PLUGIN)
-    info = site / "sbdemo_plugin-0.3.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sbdemo-plugin\nVersion: 0.3.0\n")
-    (info / "entry_points.txt").write_text("[stiffbench.methods]\npersistence = sbdemo_plugin:Persistence\n")
+    write_distribution(site, "sbdemo-plugin", "0.3.0", {"stiffbench.methods": {"persistence": "sbdemo_plugin:Persistence"}})
 
 
 def cli(cwd, *args, pythonpath=None):

@@ -9,7 +9,6 @@ from stiffbench.runner import Runner, expand_cells
 from stiffbench.store import Store
 from stiffbench.suite import Suite, SuiteError
 
-METHODS = ["Exact", "SharedExact", "Raising", "NaNs", "WrongShape", "Slow", "NeedsPhysics"]
 
 
 def registry(extra=()):
@@ -20,7 +19,7 @@ def registry(extra=()):
         PluginSpec("metrics", "amp_pres", "stiffbench.metrics.amp_pres:AmplitudePreservation", "stiffbench", "0"),
         PluginSpec("methods", "broken", "fake_plugins_missing_module:Nothing", "fakes", "1"),
     ]
-    for cls_name in METHODS:
+    for cls_name in fake_plugins.ALL:
         cls = getattr(fake_plugins, cls_name)
         specs.append(PluginSpec("methods", cls.name, f"fake_plugins:{cls_name}", "fakes", "1"))
     return Registry([*specs, *extra])

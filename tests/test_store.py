@@ -48,3 +48,25 @@ def test_non_store_file_is_refused(tmp_path):
 def test_unknown_status_rejected():
     with pytest.raises(ValueError):
         record("k", status="great")
+
+
+def test_cell_with_corrupted_forecast_is_not_final(tmp_path):
+    with Store(tmp_path) as store:
+        store.put(record("k"), (np.zeros(3), np.zeros((3, 1))))
+        assert store.final_keys(["k"]) == {"k"}
+        store.forecast_path("k").write_bytes(b"garbage")
+        assert store.final_keys(["k"]) == set()
+        assert store.claim(["k"], "me") == {"k"}
+
+
+def test_claims_exclude_other_live_runs_and_take_over_dead_ones(tmp_path):
+    import os
+
+    with Store(tmp_path) as store:
+        assert store.claim(["a", "b"], "run-1") == {"a", "b"}
+        assert store.claim(["a", "b", "c"], "run-2") == {"c"}  # run-1 (this live pid) holds a and b
+        store.release(["a"], "run-1")
+        assert store.claim(["a"], "run-2") == {"a"}
+        store._conn.execute("UPDATE claims SET pid=? WHERE key='b'", (2**22 + 12345,))  # a pid that is not running
+        assert not os.path.exists(f"/proc/{2**22 + 12345}")
+        assert store.claim(["b"], "run-2") == {"b"}

@@ -1,0 +1,202 @@
+"""Execute one training batch: train, forecast, score. Runs in whichever process an executor picks.
+
+A `BatchJob` carries everything needed (suite settings, the cells with their resolved plugin
+classes and validated parameters, device, cache folder, metric classes) and is picklable, so the
+same `execute_batch` runs in the driver (serial executor), in an isolated child process, or on a
+Dask worker. It returns one `(CellRecord, forecast or None)` per cell and never raises for a
+plugin's fault: failures become statuses.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .api import (
+    AbstractMethod,
+    AbstractSystem,
+    BatchMember,
+    BudgetExceeded,
+    FitConfig,
+    KnownPhysics,
+    Trajectory,
+    missing_capabilities,
+)
+from .scoring import score
+from .store import CellRecord
+
+Result = tuple[CellRecord, "tuple[np.ndarray, np.ndarray] | None"]
+
+
+@dataclass
+class BatchJob:
+    """One batch of cells (see runner.plan_batches) and how to run it.
+
+    budget_s : the suite's wall-clock budget per cell (None: unlimited); the batch may train for
+               budget_s x len(cells) seconds, checked cooperatively at every epoch; executors
+               that isolate the batch in a process also stop it hard (`hard_limit_s`).
+    """
+
+    epochs: int
+    budget_s: float | None
+    cells: list
+    device: str
+    cache_dir: str | None
+    metric_classes: list
+    verbose: bool = True
+    progress_every_s: float = 5.0
+    torch_threads: int | None = None
+    grace_s: float = 60.0
+
+    @property
+    def training_budget_s(self) -> float | None:
+        return None if self.budget_s is None else self.budget_s * len(self.cells)
+
+    @property
+    def hard_limit_s(self) -> float | None:
+        """Wall-clock limit after which an isolated batch is killed: the training budget plus a
+        grace period (10 % of it, at least `grace_s`) for start-up, forecasting and scoring."""
+        budget = self.training_budget_s
+        return None if budget is None else budget + max(self.grace_s, 0.1 * budget)
+
+    def describe(self) -> str:
+        first = self.cells[0]
+        labels = ", ".join(dict.fromkeys(c.label for c in self.cells))
+        seeds = ",".join(map(str, sorted({c.seed for c in self.cells})))
+        return f"{first.system.name} x {labels} seeds {seeds}"
+
+
+def execute_batch(job: BatchJob) -> list[Result]:
+    """Train the batch's models, forecast, score each cell; plugin faults become statuses."""
+    if job.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(job.torch_threads)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if job.verbose else (lambda msg: None)
+    return _execute(job, job.cells, log)
+
+
+def failed_records(job: BatchJob, status: str, reason: str) -> list[Result]:
+    """The same status and reason for every cell of the batch (no forecasts)."""
+    return [(make_record(job, c, status, reason), None) for c in job.cells]
+
+
+def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Result]:
+    first = cells[0]
+    if first.system.load_error or first.method.load_error:
+        return [(make_record(job, c, "load_error", first.system.load_error or first.method.load_error), None) for c in cells]
+    systems = {id(c.system): c.system.cls(c.system.params) for c in cells}
+    system: AbstractSystem = systems[id(first.system)]
+    method: AbstractMethod = first.method.cls(first.method.params)
+    missing = missing_capabilities(method, system)
+    if missing:
+        reason = f"method {method.name} requires {', '.join(missing)}, which system {system.name} lacks"
+        return [(make_record(job, c, "n/a", reason), None) for c in cells]
+    try:
+        tasks = {key: _task(sys_obj, method, job.cache_dir) for key, sys_obj in systems.items()}
+        references = {key: sys_obj.reference(sys_obj.horizon, job.cache_dir) for key, sys_obj in systems.items()}
+    except Exception as exc:
+        return [(make_record(job, c, "error", f"system failed: {one_line(exc)}"), None) for c in cells]
+    grid = tasks[id(first.system)].forecast_t
+    if any(not np.array_equal(t.forecast_t, grid) for t in tasks.values()):
+        return [r for c in cells for r in _execute(job, [c], log)]  # differing grids cannot share a batch
+    labels = list(dict.fromkeys(c.label for c in cells))
+    what = replace(job, cells=cells).describe()
+    log(f"training {what} ({len(cells)} models, {job.epochs} epochs)")
+    config = FitConfig(
+        epochs=job.epochs,
+        device=job.device,
+        deadline=None if job.budget_s is None else time.monotonic() + job.budget_s * len(cells),
+        progress=_progress_printer(log, what, job.epochs, job.progress_every_s),
+    )
+    t0 = time.perf_counter()
+    try:
+        if len(labels) == 1:
+            model = method.fit(tasks[id(first.system)], [c.seed for c in cells], config)
+        else:
+            members = [BatchMember(c.method.params, tasks[id(c.system)], c.seed) for c in cells]
+            model = type(method).fit_batch(members, config)
+        train_s = (time.perf_counter() - t0) / len(cells)
+        t1 = time.perf_counter()
+        forecast = np.asarray(model.forecast(grid), dtype=np.float64)
+        forecast_s = (time.perf_counter() - t1) / len(cells)
+    except BudgetExceeded as exc:
+        return [(make_record(job, c, "timeout", str(exc)), None) for c in cells]
+    except Exception as exc:  # a plugin's failure is a result, not a crash
+        return [(make_record(job, c, "error", one_line(exc)), None) for c in cells]
+    expected = (len(cells), len(grid), len(system.state_names))
+    if forecast.shape != expected:
+        reason = f"forecast has shape {forecast.shape}, expected {expected}"
+        return [(make_record(job, c, "error", reason), None) for c in cells]
+    metrics = [cls() for cls in job.metric_classes]
+    results = []
+    for i, cell in enumerate(cells):
+        cell_system = systems[id(cell.system)]
+        pred = Trajectory(grid, forecast[i], cell_system.state_names)
+        scored = score(cell_system, metrics, pred, references[id(cell.system)], cell_system.evaluation_windows())
+        reason = "; ".join(filter(None, [scored.reason, *scored.metric_errors])) or None
+        record = make_record(job, cell, scored.status, reason, scored.metrics, train_s, forecast_s, len(cells))
+        results.append((record, (grid, forecast[i])))
+    return results
+
+
+def _task(system: AbstractSystem, method: AbstractMethod, cache_dir):
+    """The system's training task, with its vector field when the method requires physics."""
+    task = system.training_task(cache_dir)
+    if isinstance(system, KnownPhysics) and KnownPhysics in method.requires:
+        task = replace(task, physics=system.torch_vector_field())
+    return task
+
+
+def make_record(job: BatchJob, cell, status, reason=None, metrics=None, train_s=None, forecast_s=None, batch=None):
+    """A CellRecord with full provenance (versions, device, threads, parameters)."""
+    import torch
+
+    provenance = {
+        "stiffbench": __version__,
+        "system_plugin": cell.system.provenance(),
+        "method_plugin": cell.method.provenance(),
+        "system_params": cell.system.params_json(),
+        "method_params": cell.method.params_json(),
+        "label": cell.label,
+        "seed": cell.seed,
+        "epochs": job.epochs,
+        "budget_s": job.budget_s,
+        "batch_size": batch or len(job.cells),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": job.device,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+    return CellRecord(
+        key=cell.key, system=cell.system.name, method=cell.method.name, label=cell.label, seed=cell.seed,
+        status=status, reason=reason, metrics=metrics or {}, train_s=train_s, forecast_s=forecast_s,
+        provenance=provenance, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _progress_printer(log, what: str, epochs: int, every_s: float) -> Callable[[int, float], None]:
+    last = [time.monotonic()]
+
+    def progress(epoch: int, loss: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s or epoch == epochs:
+            last[0] = now
+            log(f"    {what}: epoch {epoch}/{epochs}, loss {loss:.4g}")
+
+    return progress
+
+
+def one_line(exc: BaseException) -> str:
+    """'Type: first line of the message' for a status reason."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -1,0 +1,139 @@
+"""Rodas5P: linearly implicit Rosenbrock, 8 stages, order 5 with embedded order 4, A-stable and
+stiffly accurate (R(-inf) = 0), one LU per step, stiff-aware 4th-order dense output.
+
+Steinebach, G. (2023), "Construction of Rosenbrock-Wanner method Rodas5P and numerical benchmarks
+within the Julia Differential Equations package", BIT Numer. Math. 63, 27. Step formula as in
+OrdinaryDiffEq.jl (technical notes §3.1), with J = df/dy and f_t = df/dt at (t_n, y_n):
+
+    (I / (h gamma) - J) k_i = f(t_n + c_i h, y_n + sum_{j<i} A[i,j] k_j) + h d_i f_t + sum_{j<i} (C[i,j] / h) k_j
+    y_{n+1} = y_n + sum_i B_i k_i  (B = A[8, :] with B_8 = 1),   err = k_8,
+    y(theta) = (1 - theta) y_n + theta (y_{n+1} + (1 - theta)(K_1 + theta (K_2 + theta K_3))),  K_j = sum_i H[j,i] k_i.
+
+J comes from reverse-mode AD (n vector-Jacobian products on one evaluation of f) or a given
+`jac(t, y)`, f_t from a Jacobian-vector product in t; one batched LU of the (..., n, n) matrices per step, one LU solve per stage.
+Everything is plain autograd, so backprop through the steps is the exact gradient of the discrete
+solver (it differentiates J too: second derivatives of f). The vector field must accept t as a
+Python float or a 0-d tensor. State and time are float64 (ValueError otherwise): 1/(h gamma)
+grows large on stiff steps and the C/h coefficients reach ~150, so float32 loses the error estimate.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import torch
+
+from stiffbench.solvers._adaptive import AbstractAdaptiveSolver, Field, Solution, Step, solve_adaptive, solve_fixed
+
+GAMMA = 0.21193756319429014
+_ROW6 = (-7.502846399306121, 2.561846144803919, -11.627539656261098, -0.18268767659942256, 0.030198172008377946)
+A = (
+    (),
+    (3.0,),
+    (2.849394379747939, 0.45842242204463923),
+    (-6.954028509809101, 2.489845061869568, -10.358996098473584),
+    (2.8029986275628964, 0.5072464736228206, -0.3988312541770524, -0.04721187230404641),
+    _ROW6,
+    (*_ROW6, 1.0),
+    (*_ROW6, 1.0, 1.0),
+)
+C = (
+    (),
+    (-14.155112264123755,),
+    (-17.97296035885952, -2.859693295451294),
+    (147.12150275711716, -1.41221402718213, 71.68940251302358),
+    (165.43517024871676, -0.4592823456491126, 42.90938336958603, -5.961986721573306),
+    (24.854864614690072, -3.0009227002832186, 47.4931110020768, 5.5814197821558125, -0.6610691825249471),
+    (30.91273214028599, -3.1208243349937974, 77.79954646070892, 34.28646028294783, -19.097331116725623,
+     -28.087943162872662),
+    (37.80277123390563, -3.2571969029072276, 112.26918849496327, 66.9347231244047, -40.06618937091002,
+     -54.66780262877968, -9.48861652309627),
+)
+c = (0.0, 0.6358126895828704, 0.4095798393397535, 0.9769306725060716, 0.4288403609558664, 1.0, 1.0, 1.0)
+d = (0.21193756319429014, -0.42387512638858027, -0.3384627126235924, 1.8046452872882734, 2.325825639765069,
+     0.0, 0.0, 0.0)
+B = (*A[7], 1.0)
+H = (
+    (25.948786856663858, -2.5579724845846235, 10.433815404888879, -2.3679251022685204, 0.524948541321073,
+     1.1241088310450404, 0.4272876194431874, -0.17202221070155493),
+    (-9.91568850695171, -0.9689944594115154, 3.0438037242978453, -24.495224566215796, 20.176138334709044,
+     15.98066361424651, -6.789040303419874, -6.710236069923372),
+    (11.419903575922262, 2.8879645146136994, 72.92137995996029, 80.12511834622643, -52.072871366152654,
+     -59.78993625266729, -0.15582684282751913, 4.883087185713722),
+)
+
+Jacobian = Callable[[float, torch.Tensor], torch.Tensor]
+
+
+def _combine(weights, ks, scale: float = 1.0):
+    """scale * sum_i weights[i] ks[i]."""
+    return scale * sum((w * k for w, k in zip(weights[1:], ks[1:])), weights[0] * ks[0])
+
+
+class Rodas5P(AbstractAdaptiveSolver):
+    """Rodas5P step. jac: optional analytic J(t, y) of shape (..., n, n) (f_t is still by AD)."""
+
+    order = 5
+    error_order = 4
+
+    def __init__(self, jac: Jacobian | None = None):
+        self.jac = jac
+
+    def init(self, f: Field, t0: float, y0: torch.Tensor) -> None:
+        if y0.dtype != torch.float64:
+            raise ValueError(f"Rodas5P runs in float64; got a {y0.dtype} state (cast y0 and the vector field)")
+
+    def derivatives(self, f: Field, t: float, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(f, J, f_t) at (t, y); J has shape (..., n, n), one Jacobian per trajectory.
+
+        Plain reverse mode on one evaluation of f: row i of every trajectory's J is the gradient
+        for the unit cotangent e_i (broadcast: trajectories are independent); f_t = d(v . f_t)/dv,
+        the double-backward form of a Jacobian-vector product in t. With grad mode on, the graph
+        is kept (create_graph) so that J and f_t are differentiable in turn.
+        """
+        create = torch.is_grad_enabled()
+        grad = partial(torch.autograd.grad, retain_graph=True, create_graph=create, materialize_grads=True)
+        with torch.enable_grad():
+            tt = torch.tensor(t, dtype=y.dtype, device=y.device, requires_grad=True)
+            z = y if y.requires_grad else y.detach().requires_grad_()
+            f0 = f(tt, z)
+            if self.jac is None:
+                units = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
+                J = torch.stack([grad(f0, z, unit.expand_as(f0))[0] for unit in units], -2)
+            else:
+                J = self.jac(t, y)
+            v = torch.zeros_like(f0, requires_grad=True)
+            (f_t,) = grad(grad(f0, tt, v, create_graph=True)[0], v)
+        return (f0, J, f_t) if create else (f0.detach(), J.detach(), f_t.detach())
+
+    def step(self, f: Field, t: float, y: torch.Tensor, h: float, carry: None) -> Step:
+        f0, J, f_t = self.derivatives(f, t, y)
+        eye = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
+        lu, pivots = torch.linalg.lu_factor(eye / (h * GAMMA) - J)
+        ks: list[torch.Tensor] = []
+        for i in range(8):
+            stage = f0 if i == 0 else f(t + c[i] * h, y + _combine(A[i], ks))
+            rhs = stage + (h * d[i]) * f_t if d[i] != 0.0 else stage
+            if i > 0:
+                rhs = rhs + _combine(C[i], ks, 1.0 / h)
+            ks.append(torch.linalg.lu_solve(lu, pivots, rhs.unsqueeze(-1)).squeeze(-1))
+        y_new = y + _combine(B, ks)
+        return Step(y_new, ks[7], tuple(_combine(row, ks) for row in H), None)
+
+    def interpolate(self, y0: torch.Tensor, y1: torch.Tensor, dense, theta: float) -> torch.Tensor:
+        K1, K2, K3 = dense
+        return (1 - theta) * y0 + theta * (y1 + (1 - theta) * (K1 + theta * (K2 + theta * K3)))
+
+
+def rodas5p_solve(f: Field, y0: torch.Tensor, t_out, jac: Jacobian | None = None, **options) -> Solution:
+    """Adaptive Rodas5P through the output times t_out; options as `solve_adaptive` (rtol, atol,
+    first_step, max_steps, dense). The states are `.ys`, shape (len(t_out), *y0.shape)."""
+    return solve_adaptive(Rodas5P(jac), f, y0, t_out, **options)
+
+
+def rodas5p_rollout(
+    f: Field, y0: torch.Tensor, t0: float, dt: float, n_steps: int, jac: Jacobian | None = None
+) -> torch.Tensor:
+    """Fixed-step Rodas5P (no error control): states at t0 + k dt, shape (n_steps + 1, *y0.shape)."""
+    return solve_fixed(Rodas5P(jac), f, y0, t0, dt, n_steps)

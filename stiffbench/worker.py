@@ -1,0 +1,41 @@
+"""Child-process entry point: `python -m stiffbench.worker` runs one pickled BatchJob.
+
+Protocol (between stiffbench's own processes only; nothing here reads files): the job arrives
+pickled on stdin; the results leave pickled on the original stdout, which is moved to a private
+descriptor first so that anything a plugin prints goes to stderr instead of corrupting the
+stream. The child exits by itself within a second if its parent dies (a killed driver leaves no
+orphan training processes behind).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import threading
+import time
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parent = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+    result_fd = os.dup(1)
+    os.dup2(2, 1)  # plugin prints go to stderr
+    sys.stdout = sys.stderr
+    job = pickle.load(sys.stdin.buffer)
+    from .execute import execute_batch
+
+    results = execute_batch(job)
+    with os.fdopen(result_fd, "wb") as out:
+        pickle.dump(results, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Executors and crash safety: hard timeouts, crashes, equal numbers under every executor,
+SIGKILL of the driver, and two runs sharing one store."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import fake_plugins
+from stiffbench.executors import DaskExecutor, ProcessExecutor, SerialExecutor
+from stiffbench.registry import Registry
+from stiffbench.runner import Runner
+from stiffbench.store import Store
+from stiffbench.suite import Suite
+from test_runner import registry, suite
+
+SHORT_HH = {"extrapolation": [14.68, 30.0], "long": [30.0, 40.0]}
+
+
+def run_with(executor, tmp_path, s, reg=None, **kw):
+    try:
+        with Store(tmp_path / "res") as store:
+            report = Runner(reg or registry(), store, executor=executor, **kw).run(s)
+            stored = store.get_many(c.key for c in report.cells)
+            return {(c.label, c.seed): stored[c.key] for c in report.cells}
+    finally:
+        executor.close()
+
+
+def test_hanging_plugin_is_killed_and_the_rest_finishes(tmp_path):
+    s = suite([("hang", "hanging", {}), ("ok", "exact", {})], seeds=[0], budget_s=0.5)
+    start = time.monotonic()
+    records = run_with(ProcessExecutor(2), tmp_path, s, grace_s=2.0)
+    assert time.monotonic() - start < 30
+    assert records[("hang", 0)].status == "timeout" and "hard limit" in records[("hang", 0)].reason
+    assert records[("ok", 0)].status == "ok"
+
+
+def test_crashing_worker_is_an_error(tmp_path):
+    records = run_with(ProcessExecutor(2), tmp_path, suite([("crash", "crashing", {}), ("ok", "exact", {})], seeds=[0]))
+    assert records[("crash", 0)].status == "error" and "worker process died" in records[("crash", 0)].reason
+    assert records[("ok", 0)].status == "ok"
+
+
+def real_suite():
+    return Suite(name="same", seeds=[0, 1], epochs=2, systems=[{"name": "hh", "params": SHORT_HH}],
+                 methods=[{"label": "node", "method": "vanilla_node"}, {"label": "pinn", "method": "vanilla_pinn"}])
+
+
+def metrics_of(records):
+    return {key: (r.status, r.metrics) for key, r in records.items()}
+
+
+@pytest.mark.slow
+def test_same_numbers_under_every_executor(tmp_path):
+    serial = metrics_of(run_with(SerialExecutor(), tmp_path / "serial", real_suite(), Registry()))
+    process = metrics_of(run_with(ProcessExecutor(2), tmp_path / "process", real_suite(), Registry()))
+    dask = metrics_of(run_with(DaskExecutor(workers=2), tmp_path / "dask", real_suite(), Registry()))
+    assert all(status == "ok" for status, _ in serial.values())
+    assert serial == process == dask
+
+
+def cli(tmp_path, site, *args):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.path.dirname(__file__)]))
+    return subprocess.Popen([sys.executable, "-m", "stiffbench.cli", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def sleepy_suite(tmp_path, n_seeds=4):
+    path = tmp_path / "sleepy.toml"
+    path.write_text(f'seeds = {list(range(n_seeds))}\nepochs = 1\n[[systems]]\nname = "damped_oscillator"\n'
+                    '[[methods]]\nlabel = "z"\nmethod = "sleepy"\n')
+    return str(path)
+
+
+def count_cells(store_dir):
+    with Store(store_dir) as store:
+        return store._conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["serial", "process"])
+def test_sigkill_keeps_finished_cells_and_resume_skips_them(tmp_path, executor):
+    site = tmp_path / "site"
+    fake_plugins.fake_distribution(site)
+    suite_path = sleepy_suite(tmp_path, 6)
+    proc = cli(tmp_path, site, "run", "--suite", suite_path, "--executor", executor, "--workers", "1")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (tmp_path / "stiffbench-results" / "store.sqlite").exists() and count_cells(tmp_path / "stiffbench-results") >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = count_cells(tmp_path / "stiffbench-results")
+    assert 2 <= finished < 6
+    rerun = cli(tmp_path, site, "run", "--suite", suite_path, "--executor", executor)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert f"cells: 6 total, {finished} cached, {6 - finished} to run" in out
+    assert count_cells(tmp_path / "stiffbench-results") == 6
+
+
+@pytest.mark.slow
+def test_two_runs_on_one_store_do_not_run_a_cell_twice(tmp_path):
+    site = tmp_path / "site"
+    fake_plugins.fake_distribution(site)
+    suite_path = sleepy_suite(tmp_path, 4)
+    first = cli(tmp_path, site, "run", "--suite", suite_path, "--executor", "process", "--workers", "2")
+    time.sleep(0.5)
+    second = cli(tmp_path, site, "run", "--suite", suite_path, "--executor", "process", "--workers", "2")
+    outs = [p.communicate(timeout=120) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    trained = sum(err.count("training damped_oscillator x z") for _, err in outs)
+    assert trained == 4, outs
+    assert count_cells(tmp_path / "stiffbench-results") == 4
