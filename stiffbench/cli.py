@@ -52,21 +52,34 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _registry(args):
+    """The plugin registry, limited to the third-party plugins named by --plugins if given."""
+    from .registry import Registry
+
+    allowed = None if args.plugins is None else [n.strip() for n in args.plugins.split(",") if n.strip()]
+    return Registry(allowed=allowed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stiffbench", description="Benchmark methods that learn stiff dynamics.")
     parser.add_argument("--version", action="version", version=f"stiffbench {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument("--plugins", metavar="A,B", help="load only these third-party plugins (entry-point or "
+                        "distribution names) besides the built-ins; with STIFFBENCH_DISABLE_PLUGIN_AUTOLOAD=1 "
+                        "no third-party plugin loads unless named here")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add = lambda name, **kw: sub.add_parser(name, parents=[common], **kw)  # noqa: E731
 
-    p = sub.add_parser("list", help="list installed systems, methods and metrics")
+    p = add("list", help="list installed systems, methods and metrics")
     p.add_argument("kind", nargs="?", choices=["systems", "methods", "metrics"])
 
-    p = sub.add_parser("simulate", help="write a system's clean reference trajectory as CSV")
+    p = add("simulate", help="write a system's clean reference trajectory as CSV")
     p.add_argument("--system", required=True)
     p.add_argument("--t-end", type=float, required=True, help="end time (the system's unit, ms for hh)")
     p.add_argument("--out", required=True, help="CSV file to write (columns t and the states)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="system parameter (repeatable)")
 
-    p = sub.add_parser("score", help="score a forecast CSV against a reference CSV")
+    p = add("score", help="score a forecast CSV against a reference CSV")
     p.add_argument("--system", required=True)
     p.add_argument("--pred", required=True)
     p.add_argument("--ref", required=True)
@@ -75,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, helptext in (("run", "run a suite's missing cells and write its leaderboard"),
                            ("leaderboard", "re-render a suite's leaderboard from the store")):
-        p = sub.add_parser(name, help=helptext)
+        p = add(name, help=helptext)
         p.add_argument("--suite", default="quick", help="built-in suite name or TOML path (default: quick)")
         p.add_argument("--store", default="stiffbench-results", help="results folder or .sqlite file")
         p.add_argument("--leaderboard-dir", default="leaderboard", help="where <suite>.md is written")
@@ -114,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
 
 # ----------------------------------------------------------------------------------------------
 def cmd_list(args) -> int:
-    from .registry import KINDS, PluginError, Registry, static_description
+    from .registry import KINDS, PluginError, static_description
 
-    registry = Registry()
+    registry = _registry(args)
     rows = []
     for kind in [args.kind] if args.kind else list(KINDS):
         try:
@@ -131,14 +144,15 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _system(name: str, params: dict):
+def _system(args):
     from pydantic import ValidationError
 
-    from .registry import PluginError, Registry
+    from .registry import PluginError
     from .suite import validation_message
 
+    name, params = args.system, _param_pairs(args.param)
     try:
-        cls = Registry().load("systems", name)
+        cls = _registry(args).load("systems", name)
     except PluginError as exc:
         raise UserError(str(exc)) from None
     try:
@@ -152,7 +166,7 @@ def cmd_simulate(args) -> int:
 
     if not args.t_end > 0:
         raise UserError(f"--t-end must be positive, got {args.t_end:g}")
-    system = _system(args.system, _param_pairs(args.param))
+    system = _system(args)
     trajectory = system.reference(args.t_end)
     try:
         write_trajectory(Path(args.out), trajectory)
@@ -165,10 +179,9 @@ def cmd_simulate(args) -> int:
 def cmd_score(args) -> int:
     from .api import Window
     from .csvio import CSVError, read_trajectory, same_grid
-    from .registry import Registry
     from .scoring import score
 
-    system = _system(args.system, _param_pairs(args.param))
+    system = _system(args)
     try:
         pred = read_trajectory(Path(args.pred), system.state_names)
         ref = read_trajectory(Path(args.ref), system.state_names, finite=True)
@@ -188,7 +201,7 @@ def cmd_score(args) -> int:
         raise UserError(f"no samples of the CSVs lie in the window [{window.t0:g}, {window.t1:g}]")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        classes, _ = Registry().load_all("metrics")
+        classes, _ = _registry(args).load_all("metrics")
     for warning in caught:
         print(f"stiffbench: warning: {warning.message}", file=sys.stderr)
     result = score(system, [cls() for cls in classes.values()], pred, ref, [window])
@@ -200,14 +213,14 @@ def cmd_score(args) -> int:
 
 
 def _open(args):
-    from .registry import PluginError, Registry
+    from .registry import PluginError
     from .runner import expand_cells
     from .store import Store, StoreError
     from .suite import SuiteError, load_suite
 
     try:
         suite = load_suite(args.suite)
-        registry = Registry()
+        registry = _registry(args)
         cells = expand_cells(suite, registry)
         store = Store(args.store)
     except (SuiteError, StoreError, PluginError) as exc:

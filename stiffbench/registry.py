@@ -12,6 +12,7 @@ import ast
 import importlib
 import importlib.metadata as md
 import importlib.util
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,11 +91,32 @@ def specs_from_metadata() -> list[PluginSpec]:
     return specs
 
 
-class Registry:
-    """Read-only view of the available plugins; pass `specs` to inject entry points (tests)."""
+BUILTIN_DISTRIBUTION = "stiffbench"
+AUTOLOAD_ENV = "STIFFBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
-    def __init__(self, specs: Iterable[PluginSpec] | None = None):
-        self._specs = list(specs_from_metadata() if specs is None else specs)
+
+def select_plugins(specs: Iterable[PluginSpec], allowed: Iterable[str] | None) -> list[PluginSpec]:
+    """Built-in specs plus the third-party ones named in `allowed` (by entry-point or distribution
+    name). `allowed=None` keeps everything unless $STIFFBENCH_DISABLE_PLUGIN_AUTOLOAD is set (to
+    anything but "" or "0"), in which case only built-ins are kept."""
+    specs = list(specs)
+    if allowed is None:
+        if os.environ.get(AUTOLOAD_ENV, "") in ("", "0"):
+            return specs
+        allowed = ()
+    names = set(allowed)
+    return [s for s in specs if s.distribution == BUILTIN_DISTRIBUTION or s.name in names or s.distribution in names]
+
+
+class Registry:
+    """Read-only view of the available plugins; pass `specs` to inject entry points (tests).
+
+    allowed : third-party plugins to admit (entry-point or distribution names); see
+              `select_plugins` for the default and $STIFFBENCH_DISABLE_PLUGIN_AUTOLOAD.
+    """
+
+    def __init__(self, specs: Iterable[PluginSpec] | None = None, allowed: Iterable[str] | None = None):
+        self._specs = select_plugins(specs_from_metadata() if specs is None else specs, allowed)
         self._loaded: dict[tuple[str, str], type[AbstractPlugin]] = {}
 
     def specs(self, kind: str) -> dict[str, PluginSpec]:

@@ -50,8 +50,8 @@ def make_plugin_distribution(site):
     write_distribution(site, "sbdemo-plugin", "0.3.0", {"stiffbench.methods": {"persistence": "sbdemo_plugin:Persistence"}})
 
 
-def cli(cwd, *args, pythonpath=None):
-    env = dict(os.environ)
+def cli(cwd, *args, pythonpath=None, env=None):
+    env = {**os.environ, **(env or {})}
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-m", "stiffbench.cli", *args], cwd=cwd, env=env,
@@ -80,6 +80,11 @@ def test_run_resume_and_add_plugin(tmp_path):
     assert listing.returncode == 0
     assert "persistence" in listing.stdout and "sbdemo-plugin 0.3.0" in listing.stdout
     assert "Forecasts the initial state" in listing.stdout
+
+    env_off = {"STIFFBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    assert "persistence" not in cli(tmp_path, "list", "methods", pythonpath=site, env=env_off).stdout
+    named = cli(tmp_path, "list", "methods", "--plugins", "persistence", pythonpath=site, env=env_off)
+    assert "persistence" in named.stdout and "pinode_sr" in named.stdout
 
     suite.write_text(suite_text([("node", "vanilla_node"), ("persist", "persistence")]))
     third = cli(tmp_path, "run", "--suite", str(suite), pythonpath=site)

@@ -126,3 +126,16 @@ def test_core_never_imports_builtins():
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_autoload_disabled_keeps_builtins_and_named_plugins(monkeypatch):
+    from stiffbench.registry import select_plugins
+
+    specs = [spec("rmse", "a:B", dist="stiffbench"), spec("third", "c:D", dist="other-dist"),
+             spec("fourth", "e:F", dist="fourth-dist")]
+    monkeypatch.delenv("STIFFBENCH_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    assert [s.name for s in select_plugins(specs, None)] == ["rmse", "third", "fourth"]
+    assert [s.name for s in select_plugins(specs, ["third"])] == ["rmse", "third"]
+    monkeypatch.setenv("STIFFBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert [s.name for s in select_plugins(specs, None)] == ["rmse"]
+    assert [s.name for s in select_plugins(specs, ["fourth-dist"])] == ["rmse", "fourth"]

@@ -87,25 +87,27 @@ class Rodas5P(AbstractAdaptiveSolver):
     def derivatives(self, f: Field, t: float, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(f, J, f_t) at (t, y); J has shape (..., n, n), one Jacobian per trajectory.
 
-        Plain reverse mode on one evaluation of f: row i of every trajectory's J is the gradient
-        for the unit cotangent e_i (broadcast: trajectories are independent); f_t = d(v . f_t)/dv,
-        the double-backward form of a Jacobian-vector product in t. With grad mode on, the graph
-        is kept (create_graph) so that J and f_t are differentiable in turn.
+        Plain reverse mode on an evaluation of f at leaf copies of (t, y): row i of every
+        trajectory's J is the gradient for the unit cotangent e_i (broadcast: trajectories are
+        independent); f_t = d(v . f_t)/dv, the double-backward form of a Jacobian-vector product in t.
+        If f(t, y) is part of a graph (y or f's parameters require grad), J and f_t are built with
+        create_graph so that they are differentiable in turn; otherwise they are detached.
         """
-        create = torch.is_grad_enabled()
+        f0 = f(t, y)
+        create = f0.requires_grad
         grad = partial(torch.autograd.grad, retain_graph=True, create_graph=create, materialize_grads=True)
         with torch.enable_grad():
             tt = torch.tensor(t, dtype=y.dtype, device=y.device, requires_grad=True)
             z = y if y.requires_grad else y.detach().requires_grad_()
-            f0 = f(tt, z)
+            out = f(tt, z)
             if self.jac is None:
                 units = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
-                J = torch.stack([grad(f0, z, unit.expand_as(f0))[0] for unit in units], -2)
+                J = torch.stack([grad(out, z, unit.expand_as(out))[0] for unit in units], -2)
             else:
                 J = self.jac(t, y)
-            v = torch.zeros_like(f0, requires_grad=True)
-            (f_t,) = grad(grad(f0, tt, v, create_graph=True)[0], v)
-        return (f0, J, f_t) if create else (f0.detach(), J.detach(), f_t.detach())
+            v = torch.zeros_like(out, requires_grad=True)
+            (f_t,) = grad(grad(out, tt, v, create_graph=True)[0], v)
+        return (f0, J, f_t) if create else (f0, J.detach(), f_t.detach())
 
     def step(self, f: Field, t: float, y: torch.Tensor, h: float, carry: None) -> Step:
         f0, J, f_t = self.derivatives(f, t, y)
