@@ -147,6 +147,20 @@ class KnownPhysics(ABC):
         """f(t, z) -> dz/dt on torch tensors (any float dtype/device, batched over leading dims)."""
 
 
+class Bounded(ABC):
+    """A system whose states have physical bounds, e.g. HH gating variables in [0, 1]."""
+
+    state_bounds: ClassVar[dict[str, tuple[float, float]]]
+
+    def bound_violation(self, traj: Trajectory) -> dict[str, float]:
+        """Per bounded state, the largest distance of any sample outside its bounds (0 if inside)."""
+        out = {}
+        for name, (lo, hi) in self.state_bounds.items():
+            x = traj.state(name)
+            out[name] = float(max(0.0, np.max(lo - x), np.max(x - hi))) if len(x) else 0.0
+        return out
+
+
 class Spiking(ABC):
     """A system whose trajectories spike; spike metrics apply to its `voltage_state`."""
 

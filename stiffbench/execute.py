@@ -142,7 +142,7 @@ def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Res
         pred = Trajectory(grid, forecast[i], cell_system.state_names)
         scored = score(cell_system, metrics, pred, references[id(cell.system)], cell_system.evaluation_windows())
         reason = "; ".join(filter(None, [scored.reason, *scored.metric_errors])) or None
-        record = make_record(job, cell, scored.status, reason, scored.metrics, train_s, forecast_s, len(cells))
+        record = make_record(job, cell, scored.status, reason, scored.all_values(), train_s, forecast_s, len(cells))
         results.append((record, (grid, forecast[i])))
     return results
 

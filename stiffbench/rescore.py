@@ -29,6 +29,6 @@ def rescore(cells, store, metrics) -> dict[str, int]:
         t, y = forecast
         result = score(system, metrics, Trajectory(t, y, system.state_names), reference, windows)
         reason = "; ".join(filter(None, [result.reason, *result.metric_errors])) or None
-        store.update_metrics(cell.key, result.metrics, reason, result.status)
+        store.update_metrics(cell.key, result.all_values(), reason, result.status)
         counts["rescored"] += 1
     return counts

@@ -10,17 +10,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .api import AbstractMetric, AbstractSystem, Trajectory, Window, missing_capabilities
+from .api import AbstractMetric, AbstractSystem, Bounded, Trajectory, Window, missing_capabilities
+
+# A bounded state further outside its range than this many range widths is flagged in the reason
+# (status stays ok: the paper reports metrics for such forecasts).
+FAR_OUTSIDE_WIDTHS = 1.0
 
 
 @dataclass
 class Score:
-    """status is "ok" or "diverged"; metrics maps window name -> {key: value or None}."""
+    """status is "ok" or "diverged"; metrics maps window name -> {key: value or None}.
+
+    diagnostics maps window name -> {key: value} for measurements the scorer itself makes (not
+    metric plugins): `bound_violation` for Bounded systems, the largest distance of a bounded
+    state outside its range (the paper's Table 1 'gating variables within [0, 1]').
+    """
 
     status: str
     metrics: dict[str, dict[str, float | None]]
     reason: str | None = None
     metric_errors: list[str] = field(default_factory=list)
+    diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def all_values(self) -> dict[str, dict[str, float | None]]:
+        """Metrics and diagnostics merged per window (what the store records)."""
+        return {w: {**values, **self.diagnostics.get(w, {})} for w, values in self.metrics.items()}
 
 
 def metric_keys(metrics: list[AbstractMetric], system: AbstractSystem) -> list[str]:
@@ -57,7 +71,8 @@ def score(
         empty = {w.name: dict.fromkeys(keys) for w in windows}
         return Score("diverged", empty, reason=f"forecast is NaN/Inf from t={t_bad:g}")
     out: dict[str, dict[str, float | None]] = {}
-    errors: list[str] = []
+    errors: list[str] = bound_warnings(system, pred)
+    diagnostics: dict[str, dict[str, float]] = {}
     for window in windows:
         p, r = pred.window(window.t0, window.t1), ref.window(window.t0, window.t1)
         if len(p.t) != len(r.t) or not np.allclose(p.t, r.t, rtol=0, atol=1e-9 * max(1.0, window.t1)):
@@ -73,7 +88,21 @@ def score(
                 values.update(dict.fromkeys(metric.result_keys(system)))
                 errors.append(f"metric {metric.name} failed on {window.name}: {type(exc).__name__}: {exc}")
         out[window.name] = values
-    return Score("ok", out, metric_errors=errors)
+        if isinstance(system, Bounded):
+            diagnostics[window.name] = {"bound_violation": max(system.bound_violation(p).values(), default=0.0)}
+    return Score("ok", out, metric_errors=errors, diagnostics=diagnostics)
+
+
+def bound_warnings(system: AbstractSystem, pred: Trajectory) -> list[str]:
+    """Warnings for bounded states that leave their range by more than FAR_OUTSIDE_WIDTHS widths."""
+    if not isinstance(system, Bounded):
+        return []
+    warnings = []
+    for name, excess in system.bound_violation(pred).items():
+        lo, hi = system.state_bounds[name]
+        if excess > FAR_OUTSIDE_WIDTHS * (hi - lo):
+            warnings.append(f"state {name} leaves its bounds [{lo:g}, {hi:g}] by up to {excess:.3g}")
+    return warnings
 
 
 def _as_float(value) -> float | None:

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from scipy.integrate import solve_ivp
 
-from stiffbench.api import AbstractSystem, KnownPhysics, PluginParams, Spiking, TrainingTask, Trajectory, Window
+from stiffbench.api import AbstractSystem, Bounded, KnownPhysics, PluginParams, Spiking, TrainingTask, Trajectory, Window
 from stiffbench.cache import cached_arrays
 from stiffbench.noise import ou_noise, ou_sigma_for_std
 
@@ -155,7 +155,7 @@ def time_grid(t_end: float, dt: float) -> np.ndarray:
 # The system plugin
 # ----------------------------------------------------------------------------------------------
 
-class HodgkinHuxley(AbstractSystem, KnownPhysics, Spiking):
+class HodgkinHuxley(AbstractSystem, KnownPhysics, Spiking, Bounded):
     """Hodgkin–Huxley tonic spiking under a constant current, learned from noisy full-state data.
 
     Defaults follow the paper's setup as reconstructed in technical notes §1.3: I_ext = 10 uA/cm^2
@@ -176,6 +176,7 @@ class HodgkinHuxley(AbstractSystem, KnownPhysics, Spiking):
     description = "Hodgkin-Huxley neuron, constant current, tonic spiking (-65 mV convention)"
     state_names = ("V", "n", "m", "h")
     voltage_state = "V"
+    state_bounds = {"n": (0.0, 1.0), "m": (0.0, 1.0), "h": (0.0, 1.0)}  # gating fractions
 
     class Params(PluginParams):
         """HH constants, initial state, sampling, windows, observation noise and solver tolerances."""

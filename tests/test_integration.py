@@ -69,6 +69,7 @@ def test_run_resume_and_add_plugin(tmp_path):
     assert "cells: 2 total, 0 cached, 2 to run" in first.stdout
     board = (tmp_path / "leaderboard" / "demo.md").read_text()
     assert "## hh — extrapolation window [14.68, 30]" in board and "| node" in board
+    assert "bound_violation" in board.splitlines()[board.splitlines().index("## hh — long window [30, 40]") + 2]
     assert (tmp_path / "stiffbench-results" / "store.sqlite").exists()
 
     again = cli(tmp_path, "run", "--suite", str(suite))

@@ -48,9 +48,8 @@ R = (
 
 
 def _combine(weights, ks, scale: float = 1.0):
-    """scale * sum_i weights[i] ks[i] (zero weights skipped)."""
-    terms = [w * k for w, k in zip(weights, ks) if w != 0.0]
-    return scale * sum(terms[1:], terms[0])
+    """scale * sum_i weights[i] ks[i]."""
+    return scale * sum((w * k for w, k in zip(weights[1:], ks[1:])), weights[0] * ks[0])
 
 
 class Tsit5(AbstractAdaptiveSolver):
