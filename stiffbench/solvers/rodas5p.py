@@ -9,8 +9,8 @@ OrdinaryDiffEq.jl (technical notes §3.1), with J = df/dy and f_t = df/dt at (t_
     y_{n+1} = y_n + sum_i B_i k_i  (B = A[8, :] with B_8 = 1),   err = k_8,
     y(theta) = (1 - theta) y_n + theta (y_{n+1} + (1 - theta)(K_1 + theta (K_2 + theta K_3))),  K_j = sum_i H[j,i] k_i.
 
-J comes from reverse-mode AD (n vector-Jacobian products on one evaluation of f) or a given
-`jac(t, y)`, f_t from a Jacobian-vector product in t; one batched LU of the (..., n, n) matrices per step, one LU solve per stage.
+J comes from reverse-mode AD (n vector-Jacobian products, vmapped) or a given `jac(t, y)`, f_t
+from a forward-mode Jacobian-vector product in t; one batched LU of the (..., n, n) matrices per step, one LU solve per stage.
 Everything is plain autograd, so backprop through the steps is the exact gradient of the discrete
 solver (it differentiates J too: second derivatives of f). The vector field must accept t as a
 Python float or a 0-d tensor. State and time are float64 (ValueError otherwise): 1/(h gamma)
@@ -19,10 +19,10 @@ grows large on stiff steps and the C/h coefficients reach ~150, so float32 loses
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable
 
 import torch
+from torch.func import jvp, vjp, vmap
 
 from stiffbench.solvers._adaptive import AbstractAdaptiveSolver, Field, Solution, Step, solve_adaptive, solve_fixed
 
@@ -87,27 +87,20 @@ class Rodas5P(AbstractAdaptiveSolver):
     def derivatives(self, f: Field, t: float, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(f, J, f_t) at (t, y); J has shape (..., n, n), one Jacobian per trajectory.
 
-        Plain reverse mode on an evaluation of f at leaf copies of (t, y): row i of every
-        trajectory's J is the gradient for the unit cotangent e_i (broadcast: trajectories are
-        independent); f_t = d(v . f_t)/dv, the double-backward form of a Jacobian-vector product in t.
-        If f(t, y) is part of a graph (y or f's parameters require grad), J and f_t are built with
-        create_graph so that they are differentiable in turn; otherwise they are detached.
+        torch.func: one vjp whose pullback is vmapped over the n unit cotangents, each broadcast
+        over the trajectories (they are independent), gives row i of every J; one jvp in t gives
+        f_t. These compose with ordinary autograd (J and f_t stay differentiable in y and in f's
+        parameters) and, unlike torch.autograd.grad, never traverse the graph of earlier steps.
         """
-        f0 = f(t, y)
-        create = f0.requires_grad
-        grad = partial(torch.autograd.grad, retain_graph=True, create_graph=create, materialize_grads=True)
-        with torch.enable_grad():
-            tt = torch.tensor(t, dtype=y.dtype, device=y.device, requires_grad=True)
-            z = y if y.requires_grad else y.detach().requires_grad_()
-            out = f(tt, z)
-            if self.jac is None:
-                units = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
-                J = torch.stack([grad(out, z, unit.expand_as(out))[0] for unit in units], -2)
-            else:
-                J = self.jac(t, y)
-            v = torch.zeros_like(out, requires_grad=True)
-            (f_t,) = grad(grad(out, tt, v, create_graph=True)[0], v)
-        return (f0, J, f_t) if create else (f0, J.detach(), f_t.detach())
+        tt = torch.tensor(t, dtype=y.dtype, device=y.device)
+        if self.jac is None:
+            n = y.shape[-1]
+            f0, pullback = vjp(lambda z: f(tt, z), y)
+            units = torch.eye(n, dtype=y.dtype, device=y.device).reshape(n, *(1,) * (y.dim() - 1), n)
+            J = vmap(pullback)(units.expand(n, *y.shape))[0].movedim(0, -2)
+        else:
+            f0, J = f(t, y), self.jac(t, y)
+        return f0, J, jvp(lambda s: f(s, y), (tt,), (torch.ones_like(tt),))[1]
 
     def step(self, f: Field, t: float, y: torch.Tensor, h: float, carry: None) -> Step:
         f0, J, f_t = self.derivatives(f, t, y)
