@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import bisect
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
+
+from stiffbench.api import BudgetExceeded
 
 Field = Callable[[Any, torch.Tensor], torch.Tensor]
 
 SAFETY, MIN_FACTOR, MAX_FACTOR = 0.9, 0.2, 10.0
 
 
-class StepLimitExceeded(RuntimeError):
-    """An adaptive solve needed more than `max_steps` step attempts (accepted plus rejected)."""
+class StepLimitExceeded(BudgetExceeded):
+    """An adaptive solve needed more than `max_steps` step attempts (accepted plus rejected).
+
+    A BudgetExceeded: a cell whose training hits its solver-step budget is status `timeout`."""
 
 
 class Step(NamedTuple):
@@ -41,7 +46,7 @@ class Step(NamedTuple):
     carry: Any
 
 
-class AbstractAdaptiveSolver:
+class AbstractAdaptiveSolver(ABC):
     """An embedded pair with dense output. `order`: order of the solution; `error_order`: order q
     of the embedded estimate (the controller's exponent is 1/(q+1))."""
 
@@ -52,12 +57,13 @@ class AbstractAdaptiveSolver:
         """The carry of the first step."""
         return None
 
+    @abstractmethod
     def step(self, f: Field, t: float, y: torch.Tensor, h: float, carry: Any) -> Step:
-        raise NotImplementedError
+        """One step of size h from (t, y)."""
 
+    @abstractmethod
     def interpolate(self, y0: torch.Tensor, y1: torch.Tensor, dense: Any, theta: float) -> torch.Tensor:
         """The dense output at t_n + theta h, theta in [0, 1]."""
-        raise NotImplementedError
 
 
 def error_norm(ratio: torch.Tensor) -> float:
@@ -153,6 +159,8 @@ def solve_adaptive(
     if t_end == t:
         sol.ys = y0.unsqueeze(0)
         return sol
+    if first_step is not None and not first_step > 0:
+        raise ValueError(f"first_step must be positive, got {first_step}")
     h = first_step if first_step is not None else initial_step(f, t, y0, solver.order, rtol, atol)
     y, carry, j = y0, solver.init(f, t, y0), 1
     while t < t_end:

@@ -7,7 +7,8 @@ backsolve      torchdiffeq.odeint_adjoint (0.2.5): the augmented system (y, a, g
                at every output time (SciMLSensitivity's BacksolveAdjoint with checkpoints at the save
                points). torchdiffeq has neither Tsit5 nor a stiff solver: "heun" runs its "heun2"
                with step_size=dt, "tsit5" runs its "dopri5" (also an explicit 5(4) FSAL pair) at
-               the same rtol/atol; "rodas5p" is not available (ValueError).
+               the same rtol/atol (max_steps becomes max_num_steps, an AssertionError there);
+               "rodas5p" is not available (ValueError). Memory O(1) in the number of steps.
 interpolating  The continuous adjoint a' = -a^T df/dy, g' = -a^T df/dparams, integrated backwards
                from a(t_out[-1]) = dL/dy there and g = 0, with the output-time loss gradients added
                to a as jumps, and y(t) read from the stored forward solution instead of being
@@ -21,7 +22,9 @@ interpolating  The continuous adjoint a' = -a^T df/dy, g' = -a^T df/dparams, int
                  integrated by adaptive Tsit5 (same rtol/atol, RMS norm over a and g together)
                  between consecutive output times. The reverse pass is explicit whatever the
                  forward solver, so on stiff problems its step is bounded by stability; the
-                 gradient differs from the exact discrete one by about the tolerance.
+                 gradient differs from the exact discrete one by about the tolerance. It restarts
+                 at every output time, so it costs at least 7 vector-Jacobian products per output
+                 interval: on dense output grids it is slower than backprop; it saves memory.
 
 `f(t, y)` closes over the tensors `params`; t is a float or a 0-d float64 tensor. Times are float64.
 """
@@ -39,6 +42,8 @@ from stiffbench.solvers.rodas5p import Rodas5P
 from stiffbench.solvers.tsit5 import Tsit5
 
 SOLVERS = ("heun", "tsit5", "rodas5p")
+_ADAPTIVE_OPTIONS = {"rtol", "atol", "first_step", "max_steps"}
+OPTIONS = {"heun": {"dt"}, "tsit5": _ADAPTIVE_OPTIONS, "rodas5p": _ADAPTIVE_OPTIONS | {"jac"}}
 GRAD_MODES = ("backprop", "backsolve", "interpolating")
 
 
@@ -52,7 +57,8 @@ def odeint_with_grad(
     **options,
 ) -> torch.Tensor:
     """States at t_out (shape (len(t_out), *y0.shape), y = y0 at t_out[0]), differentiable with
-    respect to y0 and `params` by `grad_mode`.
+    respect to y0 and `params` by `grad_mode` (backprop differentiates whatever f depends on;
+    the adjoint modes return gradients for y0 and `params` only).
 
     options: heun: dt (required; every output time must lie on t_out[0] + k dt);
              tsit5, rodas5p: rtol (1e-6), atol (1e-9), first_step, max_steps; rodas5p also jac.
@@ -61,10 +67,9 @@ def odeint_with_grad(
         raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVERS)}")
     if grad_mode not in GRAD_MODES:
         raise ValueError(f"unknown grad_mode {grad_mode!r}; valid modes: {', '.join(GRAD_MODES)}")
-    allowed = {"dt"} if solver == "heun" else {"rtol", "atol", "first_step", "max_steps", "jac"} - (
-        set() if solver == "rodas5p" else {"jac"})
-    if set(options) - allowed or (solver == "heun" and "dt" not in options):
-        raise TypeError(f"{solver} takes the options {', '.join(sorted(allowed))}; got {', '.join(sorted(options))}")
+    if set(options) - OPTIONS[solver] or (solver == "heun" and "dt" not in options):
+        raise TypeError(f"{solver} takes the options {', '.join(sorted(OPTIONS[solver]))} (heun needs dt); "
+                        f"got {', '.join(sorted(options)) or 'none'}")
     ts = as_times(t_out)
     if grad_mode == "backprop":
         return _forward(f, y0, ts, solver, options)[0]
@@ -88,6 +93,7 @@ def _forward(f: Field, y0: torch.Tensor, ts: list[float], solver: str, options: 
         n_steps, ks = _grid(ts, dt)
         states = heun_rollout(f, y0, ts[0], dt, n_steps)
         return states[ks], states
+    options = dict(options)
     method = Rodas5P(options.pop("jac", None)) if solver == "rodas5p" else Tsit5()
     sol = solve_adaptive(method, f, y0, ts, dense=dense, **options)
     return sol.ys, sol
@@ -99,10 +105,12 @@ def _backsolve(f: Field, y0: torch.Tensor, ts: list[float], params, solver: str,
                          "use grad_mode 'backprop' or 'interpolating' with rodas5p")
     t = torch.tensor(ts, dtype=torch.float64, device=y0.device)
     if solver == "heun":
+        _grid(ts, float(options["dt"]))
         return odeint_adjoint(f, y0, t, method="heun2", options={"step_size": float(options["dt"])},
                               adjoint_params=params)
-    return odeint_adjoint(f, y0, t, rtol=options.get("rtol", 1e-6), atol=options.get("atol", 1e-9),
-                          method="dopri5", adjoint_params=params)
+    renamed = {"first_step": "first_step", "max_steps": "max_num_steps"}
+    return odeint_adjoint(f, y0, t, rtol=options.get("rtol", 1e-6), atol=options.get("atol", 1e-9), method="dopri5",
+                          options={renamed[k]: v for k, v in options.items() if k in renamed}, adjoint_params=params)
 
 
 def _vjp(f: Field, params, t: float, y: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -118,7 +126,7 @@ class _InterpolatingAdjoint(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, f, ts, solver, options, y0, *params):
-        ys, trajectory = _forward(f, y0, ts, solver, dict(options), dense=True)
+        ys, trajectory = _forward(f, y0, ts, solver, options, dense=True)
         ctx.f, ctx.ts, ctx.solver, ctx.options, ctx.trajectory = f, ts, solver, options, trajectory
         ctx.save_for_backward(*params)
         return ys

@@ -10,11 +10,14 @@ OrdinaryDiffEq.jl (technical notes §3.1), with J = df/dy and f_t = df/dt at (t_
     y(theta) = (1 - theta) y_n + theta (y_{n+1} + (1 - theta)(K_1 + theta (K_2 + theta K_3))),  K_j = sum_i H[j,i] k_i.
 
 J comes from reverse-mode AD (n vector-Jacobian products, vmapped) or a given `jac(t, y)`, f_t
-from a forward-mode Jacobian-vector product in t; one batched LU of the (..., n, n) matrices per step, one LU solve per stage.
-Everything is plain autograd, so backprop through the steps is the exact gradient of the discrete
-solver (it differentiates J too: second derivatives of f). The vector field must accept t as a
-Python float or a 0-d tensor. State and time are float64 (ValueError otherwise): 1/(h gamma)
-grows large on stiff steps and the C/h coefficients reach ~150, so float32 loses the error estimate.
+from reverse mode too (see `derivatives`); one batched LU of the (..., n, n) matrices per step,
+one LU solve per stage. All of it is differentiable by autograd, so backprop through the steps is
+the exact gradient of the discrete solver (it differentiates J too: second derivatives of f).
+The vector field must accept t as a Python float or a 0-d tensor. State and time are float64
+(ValueError otherwise): I/(h gamma) - J is ill-conditioned on stiff steps and the C/h terms are
+large (|C| up to ~150), so the stages lose digits that float32 cannot spare.
+Step-size control, shared by the batch: `_adaptive` (EEst = RMS norm of k_8 / (atol + rtol max(|y_n|,
+|y_{n+1}|)), h_new = h clamp(0.9 EEst^(-1/5), 0.2, 10), EEst > 1 rejected).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch.func import jvp, vjp, vmap
+from torch.func import grad, vjp, vmap
 
 from stiffbench.solvers._adaptive import AbstractAdaptiveSolver, Field, Solution, Step, solve_adaptive, solve_fixed
 
@@ -87,20 +90,22 @@ class Rodas5P(AbstractAdaptiveSolver):
     def derivatives(self, f: Field, t: float, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(f, J, f_t) at (t, y); J has shape (..., n, n), one Jacobian per trajectory.
 
-        torch.func: one vjp whose pullback is vmapped over the n unit cotangents, each broadcast
-        over the trajectories (they are independent), gives row i of every J; one jvp in t gives
-        f_t. These compose with ordinary autograd (J and f_t stay differentiable in y and in f's
-        parameters) and, unlike torch.autograd.grad, never traverse the graph of earlier steps.
+        torch.func, reverse mode only: one vjp of f in (t, y); its pullback vmapped over the n unit
+        cotangents (each broadcast over the trajectories, which are independent) gives row i of
+        every J; f_t is the gradient in v of the t-part of the pullback, v . f_t. These compose
+        with ordinary autograd (J and f_t stay differentiable in y and in f's parameters) and,
+        unlike torch.autograd.grad, never traverse the graph of earlier steps.
         """
         tt = torch.tensor(t, dtype=y.dtype, device=y.device)
         if self.jac is None:
             n = y.shape[-1]
-            f0, pullback = vjp(lambda z: f(tt, z), y)
+            f0, pullback = vjp(f, tt, y)
             units = torch.eye(n, dtype=y.dtype, device=y.device).reshape(n, *(1,) * (y.dim() - 1), n)
-            J = vmap(pullback)(units.expand(n, *y.shape))[0].movedim(0, -2)
+            J = vmap(pullback)(units.expand(n, *y.shape))[1].movedim(0, -2)
         else:
-            f0, J = f(t, y), self.jac(t, y)
-        return f0, J, jvp(lambda s: f(s, y), (tt,), (torch.ones_like(tt),))[1]
+            f0, pullback = vjp(lambda s: f(s, y), tt)
+            J = self.jac(t, y)
+        return f0, J, grad(lambda v: pullback(v)[0])(torch.zeros_like(f0))
 
     def step(self, f: Field, t: float, y: torch.Tensor, h: float, carry: None) -> Step:
         f0, J, f_t = self.derivatives(f, t, y)

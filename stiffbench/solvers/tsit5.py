@@ -6,7 +6,8 @@ simplifying assumption", Comput. Math. Appl. 62, 770-775. The solution weights b
 row of A (so k_7 = f(t + h, y_{n+1}) is the next step's k_1), err = h sum_i BTILDE_i k_i with
 BTILDE = b - bhat, and the dense output is y_n + h sum_i b_i(theta) k_i with
 b_i(theta) = sum_j R[i, j] theta^(j+1), a polynomial interpolant of order 4 with b_i(1) = b_i.
-Works in y0's dtype; times are float64.
+Works in y0's dtype; times are float64. Step-size control, shared by the batch: `_adaptive`
+(RMS error norm, h_new = h clamp(0.9 EEst^(-1/5), 0.2, 10)).
 """
 
 from __future__ import annotations
