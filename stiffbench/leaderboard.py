@@ -55,12 +55,21 @@ def window_table(
     records: Sequence[CellRecord],
     window: str,
     key_order: Sequence[str],
+    paper: dict[str, dict[str, float]] | None = None,
+    paper_keys: Sequence[str] = (),
 ) -> str:
-    """One markdown table for one system's window."""
+    """One markdown table for one system's window.
+
+    paper maps label -> {key: published value}; for each key in `paper_keys` a column
+    "<key> (paper)" follows ours, with "–" where the publication has no value for that row.
+    """
     frame = records_frame(records)
     frame = frame[(frame["window"] == window) & (frame["status"] == "ok")]
-    present = set(frame["key"])
+    present = set(frame["key"]) | set(paper_keys)
     keys = [k for k in key_order if k in present] + sorted(present - set(key_order))
+    headers = ["method"]
+    for key in keys:
+        headers += [key, f"{key} (paper)"] if key in paper_keys else [key]
     rows = []
     for label in labels:
         mine = [r for r in records if r.label == label]
@@ -69,11 +78,14 @@ def window_table(
         for key in keys:
             sel = frame[(frame["label"] == label) & (frame["key"] == key)]["value"].to_numpy(dtype=float)
             row.append(format_cell(sel, len(ok)))
+            if key in paper_keys:
+                value = (paper or {}).get(label, {}).get(key)
+                row.append(DASH if value is None else f"{value:g}")
         row.append(f"{len(ok)}/{len(mine)}")
         times = [r.train_s for r in mine if r.train_s is not None]
         row.append(f"{np.mean(times):.3g}" if times else DASH)
         rows.append(row)
-    return tabulate(rows, headers=["method", *keys, "ok/total", "train s"], tablefmt="github", disable_numparse=True)
+    return tabulate(rows, headers=[*headers, "ok/total", "train s"], tablefmt="github", disable_numparse=True)
 
 
 def render(
@@ -100,9 +112,14 @@ def render(
         missing = expected_cells[system] - len(records)
         for window in windows_by_system[system]:
             lines += [f"## {system} — {window.name} window [{window.t0:g}, {window.t1:g}]", ""]
-            lines += [window_table(labels, records, window.name, key_order.get(system, [])), ""]
+            paper_keys = [k for k, wins in (suite.paper.keys.items() if suite.paper else []) if window.name in wins]
+            paper = {m.label: m.paper for m in suite.methods}
+            lines += [window_table(labels, records, window.name, key_order.get(system, []), paper, paper_keys), ""]
         if missing:
             lines += [f"{missing} cell(s) of {system} are not in the store yet.", ""]
+    if suite.paper:
+        lines += [f"Columns marked (paper): {suite.paper.source}; \"–\" there is the paper's dash "
+                  "(failure, no meaningful value)." + (f" {suite.paper.note}" if suite.paper.note else ""), ""]
     lines += _footer(suite, all_records)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -46,6 +46,18 @@ class SystemEntry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="system parameters")
 
 
+class PaperReference(_Strict):
+    """Where a suite's published reference values come from and where they are shown."""
+
+    source: str = Field(min_length=1, description="citation of the published table(s)")
+    keys: dict[str, list[str]] = Field(
+        min_length=1,
+        description="metric key -> evaluation windows whose leaderboard table shows the published value "
+        "in a '<key> (paper)' column beside ours",
+    )
+    note: str = Field("", description="caveats shown under the tables (ambiguities of the source)")
+
+
 class MethodEntry(_Strict):
     label: str = Field(min_length=1, description="leaderboard row name, unique in the suite")
     method: str = Field(min_length=1, description="registered method name")
@@ -54,6 +66,11 @@ class MethodEntry(_Strict):
         default_factory=dict,
         description="per-system parameter overrides for this variant's cells, keyed by system name "
         "(e.g. { hh = { noise_preset = 'none' } } for a variant trained without noise)",
+    )
+    paper: dict[str, float] = Field(
+        default_factory=dict,
+        description="the published value of each metric key for this variant; a key of the suite's "
+        "[paper] keys missing here is the publication's dash (failure, no value)",
     )
 
 
@@ -65,6 +82,7 @@ class Suite(_Strict):
     budget_s: float | None = Field(default=None, gt=0, description="wall-clock budget per cell, seconds")
     systems: list[SystemEntry] = Field(min_length=1)
     methods: list[MethodEntry] = Field(min_length=1)
+    paper: PaperReference | None = Field(None, description="published values to show beside ours")
 
     @field_validator("seeds")
     @classmethod
@@ -89,6 +107,12 @@ class Suite(_Strict):
             unknown = sorted(set(m.system_params) - set(systems))
             if unknown:
                 raise ValueError(f"method {m.label}: system_params names systems not in the suite: {', '.join(unknown)}")
+            if m.paper:
+                known = set(self.paper.keys) if self.paper else set()
+                extra = sorted(set(m.paper) - known)
+                if extra:
+                    raise ValueError(f"method {m.label}: paper values for keys not declared in [paper] keys: "
+                                     f"{', '.join(extra)}")
         return self
 
 

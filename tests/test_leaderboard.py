@@ -30,3 +30,12 @@ def test_window_table_rows_and_counts():
     # a: mean(2, 4) = 3, std = sqrt(2) = 1.41; train mean 15
     assert [c.strip() for c in lines[2].split("|")[1:-1]] == ["a", "3 ± 1.41", "2/2", "15"]
     assert [c.strip() for c in lines[3].split("|")[1:-1]] == ["b", "–", "0/1", "5"]
+
+
+def test_paper_columns_follow_ours_with_dash_for_missing():
+    records = [rec("a", 0, "ok", 2.0, 1.0), rec("b", 0, "ok", 5.0, 1.0)]
+    table = window_table(["a", "b"], records, "extrapolation", ["rmse_V"], {"a": {"rmse_V": 3.12}, "b": {}}, ["rmse_V"])
+    lines = table.splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:-1]] == ["method", "rmse_V", "rmse_V (paper)", "ok/total", "train s"]
+    assert [c.strip() for c in lines[2].split("|")[1:-1]][:3] == ["a", "2", "3.12"]
+    assert [c.strip() for c in lines[3].split("|")[1:-1]][:3] == ["b", "5", "–"]

@@ -64,3 +64,13 @@ def test_unknown_suite_name_lists_builtins():
 def test_missing_suite_file(tmp_path):
     with pytest.raises(SuiteError, match="suite file not found"):
         load_suite(str(tmp_path / "absent.toml"))
+
+
+def test_paper_values_must_use_declared_keys(tmp_path):
+    good = VALID.replace('params = { lr = 0.01 }', 'params = { lr = 0.01 }\npaper = { rmse_V = 3.12 }')
+    good += '[paper]\nsource = "Table 2"\nkeys = { rmse_V = ["extrapolation"] }\n'
+    suite = load_suite(write(tmp_path, good))
+    assert suite.methods[0].paper == {"rmse_V": 3.12} and suite.paper.keys == {"rmse_V": ["extrapolation"]}
+    bad = good.replace("paper = { rmse_V = 3.12 }", "paper = { spike_f1 = 0.9 }")
+    with pytest.raises(SuiteError, match="not declared in \\[paper\\] keys: spike_f1"):
+        load_suite(write(tmp_path, bad))
