@@ -88,6 +88,49 @@ def window_table(
     return tabulate(rows, headers=[*headers, "ok/total", "train s"], tablefmt="github", disable_numparse=True)
 
 
+# Thresholds of the qualitative summary (documented in QUALITATIVE_NOTE).
+LIMIT_CYCLE_ISI_MS = 1.0
+LIMIT_CYCLE_AMP_PCT = 10.0
+BOUND_TOLERANCE = 0.01
+
+QUALITATIVE_NOTE = (
+    f"Counts are seeds out of all cells of the row. *limit cycle kept*: on the last window the forecast "
+    f"still spikes with |mean ISI error| <= {LIMIT_CYCLE_ISI_MS:g} ms and amplitude preservation error "
+    f"<= {LIMIT_CYCLE_AMP_PCT:g} %; *gating in bounds*: no bounded state leaves its range by more than "
+    f"{BOUND_TOLERANCE:g} on any window; *stable*: the forecast stays finite (status ok). Spike F1 is the "
+    "mean over ok seeds on the first window."
+)
+
+
+def qualitative_table(labels: Sequence[str], records: Sequence[CellRecord], windows: Sequence[str]) -> str | None:
+    """The paper's Table 1 columns derived from measurements; None unless the records carry spike
+    and bound measurements."""
+    if not windows or not any("spike_f1" in r.metrics.get(windows[0], {}) for r in records):
+        return None
+    first, last = windows[0], windows[-1]
+
+    def value(r: CellRecord, window: str, key: str) -> float | None:
+        return r.metrics.get(window, {}).get(key)
+
+    def kept(r: CellRecord) -> bool:
+        isi, amp = value(r, last, "isi_error_ms"), value(r, last, "amp_pres_pct")
+        return r.status == "ok" and isi is not None and amp is not None and isi <= LIMIT_CYCLE_ISI_MS \
+            and amp <= LIMIT_CYCLE_AMP_PCT
+
+    def in_bounds(r: CellRecord) -> bool:
+        violations = [value(r, w, "bound_violation") for w in windows]
+        return r.status == "ok" and all(v is not None and v <= BOUND_TOLERANCE for v in violations)
+
+    rows = []
+    for label in labels:
+        mine = [r for r in records if r.label == label]
+        f1 = np.array([value(r, first, "spike_f1") for r in mine if r.status == "ok"], dtype=float)
+        count = lambda test: f"{sum(map(test, mine))}/{len(mine)}"  # noqa: E731
+        rows.append([label, format_cell(f1, len(f1)), count(kept), count(in_bounds), count(lambda r: r.status == "ok")])
+    headers = ["method", "spike F1", "limit cycle kept", "gating in bounds", "stable"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 def render(
     suite: Suite,
     records_by_system: dict[str, list[CellRecord]],
@@ -115,6 +158,10 @@ def render(
             paper_keys = [k for k, wins in (suite.paper.keys.items() if suite.paper else []) if window.name in wins]
             paper = {m.label: m.paper for m in suite.methods}
             lines += [window_table(labels, records, window.name, key_order.get(system, []), paper, paper_keys), ""]
+        qualitative = qualitative_table(labels, records, [w.name for w in windows_by_system[system]])
+        if qualitative:
+            lines += [f"## {system} — qualitative summary (the paper's Table 1, from measurements)", "",
+                      qualitative, "", QUALITATIVE_NOTE, ""]
         if missing:
             lines += [f"{missing} cell(s) of {system} are not in the store yet.", ""]
     if suite.paper:
