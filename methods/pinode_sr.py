@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
+import numpy as np
+import torch
 from pydantic import Field, NonNegativeFloat
 
-from stiffbench.api import KnownPhysics, TrainingTask
+from stiffbench.api import BatchMember, KnownPhysics
+from stiffbench.api import VectorField as VectorFieldFn
 
-from ._neural_ode import NeuralODEMethod, NeuralODEParams, Penalty, TrainingData, require_physics
+from ._neural_ode import NeuralODEMethod, NeuralODEParams, Penalty, TrainingBatch, require_physics
 
 
 class PINODESRParams(NeuralODEParams):
@@ -28,28 +31,39 @@ class PINODESR(NeuralODEMethod):
     """L = L_data + lam * (1/N) sum_i sum_j (r_ij / s_j)^2, s_j = std of the observed derivative of state j.
 
     Dividing each residual component by its own derivative scale keeps the slow, small gating
-    derivatives from being swamped by the voltage's (section 3.4.2).
+    derivatives from being swamped by the voltage's (section 3.4.2). Variants differing in lam
+    (and normalise) train as one batch.
     """
 
     name = "pinode_sr"
     description = "Physics-informed neural ODE with scale-aware residuals (PI-NODE-SR, eq. 8)."
     Params = PINODESRParams
     requires = (KnownPhysics,)
+    member_fields = frozenset({"normalise", "lam"})
 
-    def penalty(self, task: TrainingTask, data: TrainingData) -> Penalty:
-        physics = require_physics(task, self.name)
-        lam, t = self.params.lam, data.t
-        s = data.z.new_tensor(data.stats.deriv_std)
+    @classmethod
+    def penalty(cls, members: Sequence[BatchMember], batch: TrainingBatch) -> Penalty:
+        physics = [require_physics(m.task, cls.name) for m in members]
+        t = batch.t
+        lam = t.new_tensor([m.params.lam for m in members])
+        s = t.new_tensor(np.array([st.deriv_std for st in batch.stats])).unsqueeze(1)
 
-        if self.params.residual_points == "observations":
-            target = physics(t, data.z).detach() / s
+        def weighted(residual: torch.Tensor) -> torch.Tensor:
+            return lam * residual.square().sum(-1).mean(-1)
 
-            def residual_loss(f, z_hat):
-                z = data.z.expand(z_hat.shape[0], -1, -1)
-                return lam * (f(t, z) / s - target).square().sum(-1).mean(-1)
-        else:
+        if members[0].params.residual_points == "observations":
+            target = per_member(physics, t, batch.z).detach() / s
+            return lambda f, z_hat: weighted(f(t, batch.z) / s - target)
+        return lambda f, z_hat: weighted((f(t, z_hat) - per_member(physics, t, z_hat)) / s)
 
-            def residual_loss(f, z_hat):
-                return lam * ((f(t, z_hat) - physics(t, z_hat)) / s).square().sum(-1).mean(-1)
 
-        return residual_loss
+def per_member(fields: Sequence[VectorFieldFn], t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """fields[b](t, z[b]) stacked over b, calling each distinct field once on all its members' states."""
+    groups: dict[int, list[int]] = {}
+    for b, f in enumerate(fields):
+        groups.setdefault(id(f), []).append(b)
+    out: list[torch.Tensor | None] = [None] * len(fields)
+    for rows in groups.values():
+        for b, value in zip(rows, fields[rows[0]](t, z[rows])):
+            out[b] = value
+    return torch.stack(out)

@@ -115,16 +115,19 @@ class BudgetExceeded(Exception):
 class FitConfig:
     """How much training a method may do, on which device, and where to report progress.
 
-    epochs   : number of optimiser steps over the full training window (the suite's `epochs`)
-    device   : torch device string ("cpu", "cuda")
-    deadline : time.monotonic() value after which `check` raises BudgetExceeded (None: no limit)
-    progress : called as progress(epoch, loss) from the training loop, for a progress display
+    epochs    : number of optimiser steps over the full training window (the suite's `epochs`)
+    device    : torch device string ("cpu", "cuda")
+    deadline  : time.monotonic() value after which `check` raises BudgetExceeded (None: no limit)
+    progress  : called as progress(epoch, loss) from the training loop, for a progress display
+    max_steps : step budget of one adaptive solve (None: unlimited); solvers raise
+                stiffbench.solvers.StepLimitExceeded (a BudgetExceeded) past it
     """
 
     epochs: int
     device: str = "cpu"
     deadline: float | None = None
     progress: Callable[[int, float], None] | None = None
+    max_steps: int | None = None
 
     def check(self, epoch: int, loss: float) -> None:
         """Report progress and enforce the budget; call after each epoch with the number of

@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--quiet", action="store_true", help="no progress lines")
         else:
             p.add_argument("--rescore", action="store_true", help="recompute metrics from stored forecasts")
+    p = sub.add_parser("bench", help="performance benchmarks")
+    bench_sub = p.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    b = bench_sub.add_parser("training", help="time one training epoch: plain torchdiffeq heun2 vs stiffbench's "
+                             "batched path; --json PATH writes the figures")
+    from . import bench  # standard library only at import time
+
+    bench.add_arguments(b)
     return parser
 
 
@@ -287,7 +294,18 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from . import bench
+    from .suite import SuiteError
+
+    try:
+        return bench.main(args)
+    except SuiteError as exc:  # e.g. --device cuda without CUDA
+        raise UserError(str(exc)) from None
+
+
 COMMANDS = {
+    "bench": cmd_bench,
     "list": cmd_list,
     "simulate": cmd_simulate,
     "score": cmd_score,

@@ -54,6 +54,7 @@ class BatchJob:
     progress_every_s: float = 5.0
     torch_threads: int | None = None
     grace_s: float = 60.0
+    max_solver_steps: int | None = None
 
     @property
     def training_budget_s(self) -> float | None:
@@ -115,6 +116,7 @@ def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Res
         device=job.device,
         deadline=None if job.budget_s is None else time.monotonic() + job.budget_s * len(cells),
         progress=_progress_printer(log, what, job.epochs, job.progress_every_s),
+        max_steps=job.max_solver_steps,
     )
     t0 = time.perf_counter()
     try:

@@ -1,13 +1,26 @@
-"""Batched networks: B independent models evaluated in one batched matrix product per layer."""
+"""Batched networks: B independent models evaluated in one batched matrix product per layer.
+
+`BatchedMLP` holds the parameters. `MLPLayers` with `mlp_forward` / `mlp_pullback` /
+`mlp_weight_grads` is the same network as pure functions with a hand-written reverse pass: an ODE
+rollout evaluates the network thousands of times on one sample per model, where recording an
+autograd graph per evaluation costs more than the arithmetic (see `stiffbench.solvers.heun`).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+aten = torch.ops.aten
+
+LAYER_NORM_EPS = 1e-5
+
+# Below this width a one-sample layer is written as multiply-and-sum, which the compiler fuses
+# with its neighbours, instead of a batched GEMM call whose fixed cost then dominates.
+_NARROW = 16
 
 
 class BatchedMLP(nn.Module):
@@ -91,11 +104,150 @@ class BatchedMLP(nn.Module):
         broadcastable to (B, N, out). x: (B, N, in) -> (B, N, out), or (B, in) -> (B, out)."""
         single = x.dim() == 2
         h = x.unsqueeze(1) if single else x
-        last = len(weights_t) - 1
-        for i, (w, b) in enumerate(zip(weights_t, biases)):
-            h = torch.baddbmm(b, h, w)
-            if i < last:
-                h = torch.tanh(h)
-                if self.layer_norm:
-                    h = F.layer_norm(h, h.shape[-1:])
+        layers = MLPLayers(tuple(weights_t), None, tuple(biases), self.layer_norm)
+        h = mlp_forward(layers, h, biases[0])[0]
         return h.squeeze(1) if single else h
+
+
+# ----------------------------------------------------------------------------------------------
+# The folded network as pure functions, with a hand-written reverse pass
+# ----------------------------------------------------------------------------------------------
+
+class MLPLayers(NamedTuple):
+    """Folded linear layers of B tanh MLPs (LayerNorm without affine after each hidden tanh).
+
+    w    : (B, in, out) per layer
+    w_t  : the same transposed, (B, out, in), contiguous; read by one-sample evaluations (inputs
+           of shape (B, 1, in)) and their pullback; None: transposed on the fly
+    b    : (B, 1, out) per layer; `mlp_forward` takes the first layer's bias as an argument instead
+    """
+
+    w: tuple[torch.Tensor, ...]
+    w_t: tuple[torch.Tensor, ...] | None
+    b: tuple[torch.Tensor, ...]
+    layer_norm: bool
+
+    @classmethod
+    def of(cls, w: Sequence[torch.Tensor], b: Sequence[torch.Tensor], layer_norm: bool) -> "MLPLayers":
+        """Layers with contiguous transposes, for many one-sample evaluations."""
+        w = tuple(w)
+        return cls(w, tuple(x.transpose(1, 2).contiguous() for x in w), tuple(b), layer_norm)
+
+    def transposed(self, i: int) -> torch.Tensor:
+        return self.w[i].transpose(1, 2) if self.w_t is None else self.w_t[i]
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, w_t: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """bias + x @ w for x (B, M, p), w (B, p, q), w_t = w^T.
+
+    A one-sample product (M = 1) with a narrow side is a short multiply-and-sum along contiguous
+    memory (w's rows when p is narrow, w_t's when q is); everything else is one batched GEMM
+    (baddbmm even without a bias: the compiler would turn a one-row bmm into a slow reduction loop).
+    """
+    if x.shape[1] == 1 and min(w.shape[1:]) < _NARROW:
+        y = (x.transpose(1, 2) * w).sum(1, keepdim=True) if w.shape[1] < _NARROW else (x * w_t).sum(-1).unsqueeze(1)
+        return y if bias is None else y + bias
+    return torch.baddbmm(x.new_zeros(()) if bias is None else bias, x, w)
+
+
+def mlp_forward(
+    layers: MLPLayers, x: torch.Tensor, first_bias: torch.Tensor
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The network on x (B, M, in) -> (B, M, out), and what `mlp_pullback` needs.
+
+    Residuals: x, then per hidden layer its tanh output u, its LayerNorm statistics over the
+    features (mean, rstd) and normalised output v (the next layer's input); without LayerNorm
+    only u (= v).
+    """
+    a = _linear(x, layers.w[0], layers.transposed(0), first_bias)
+    residuals = [x]
+    for i in range(1, len(layers.w)):
+        u = torch.tanh(a)
+        if layers.layer_norm:
+            v, mean, rstd = torch.native_layer_norm(u, u.shape[-1:], None, None, LAYER_NORM_EPS)
+            residuals += [u, mean, rstd, v]
+        else:
+            v = u
+            residuals.append(u)
+        a = _linear(v, layers.w[i], layers.transposed(i), layers.b[i])
+    return a, tuple(residuals)
+
+
+def _per_hidden(layers: MLPLayers) -> int:
+    """Residuals per hidden layer in `mlp_forward`'s layout: (u, mean, rstd, v), or (u,)."""
+    return 4 if layers.layer_norm else 1
+
+
+def mlp_layer_inputs(layers: MLPLayers, residuals: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Each layer's input (x, then every hidden layer's output) from `mlp_forward`'s residuals."""
+    return residuals[:: _per_hidden(layers)]
+
+
+def mlp_pullback(
+    layers: MLPLayers, residuals: tuple[torch.Tensor, ...], g: torch.Tensor
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Reverse pass of a one-sample `mlp_forward` for the output cotangent g (B, 1, out).
+
+    Returns (dL/dx, deltas) where deltas[i] = dL/d(pre-activation of layer i), shape (B, 1, out_i),
+    which is also the gradient of layer i's bias. The same arithmetic as autograd's, reordered.
+    """
+    deltas = [g]
+    d = g
+    k = _per_hidden(layers)
+    for i in range(len(layers.w) - 1, 0, -1):
+        dv = _linear(d, layers.transposed(i), layers.w[i])
+        u, *stats = residuals[1 + k * (i - 1) : 1 + k * i]
+        if layers.layer_norm:
+            mean, rstd, _ = stats
+            dv = aten.native_layer_norm_backward(dv, u, u.shape[-1:], mean, rstd, None, None, [True, False, False])[0]
+        d = aten.tanh_backward(dv, u)
+        deltas.append(d)
+    return _linear(d, layers.transposed(0), layers.w[0]), tuple(reversed(deltas))
+
+
+def mlp_weight_grads(inputs: Sequence[torch.Tensor], deltas: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Weight gradients sum_e input_e^T delta_e of every layer from the layers' inputs and deltas
+    over E evaluations, (B, E, in_i) and (B, E, out_i); one batched GEMM per layer."""
+    return tuple(torch.bmm(x.transpose(1, 2), d) for x, d in zip(inputs, deltas))
+
+
+class TimeMLPField(NamedTuple):
+    """dy/dt = MLP([y - z_shift; t - t_shift]) of B models as an `AdjointField` for `heun_adjoint_rollout`.
+
+    params: (w_0, ..., w_L, b_0, ..., b_L, w_time, z_shift, t_shift) with folded layers w_i
+    (B, in, out), b_i (B, 1, out) as from `BatchedMLP.folded_layers`, except that w_0 (B, n, H)
+    lacks the time input, whose weights are w_time (B, 1, H). The shifts z_shift (B, 1, n) and
+    t_shift (B, 1, 1) are constants (no gradient): centring the inputs before the first layer,
+    rather than folding the shift into its bias, keeps the float32 weight gradients as accurate as
+    those of the unfolded network when the data vary little about their mean.
+    """
+
+    layer_norm: bool
+
+    def prepare(self, params: tuple[torch.Tensor, ...]):
+        n = (len(params) - 3) // 2
+        return MLPLayers.of(params[:n], params[n : 2 * n], self.layer_norm), *params[2 * n :]
+
+    def evaluate(self, net, t, y):
+        layers, w_time, z_shift, t_shift = net
+        return mlp_forward(layers, y - z_shift, time_bias(layers.b[0], w_time, t, t_shift))
+
+    def pullback(self, net, residuals, g):
+        """Cotangents: every layer's input and delta, for `param_grads`."""
+        dy, deltas = mlp_pullback(net[0], residuals, g)
+        return dy, (*mlp_layer_inputs(net[0], residuals), *deltas)
+
+    def param_grads(self, net, times, cotangents):
+        layers, _, _, t_shift = net
+        inputs, deltas = cotangents[: len(layers.w)], cotangents[len(layers.w) :]
+        b_grads = tuple(d.sum(1, keepdim=True) for d in deltas)
+        t_grad = (deltas[0] * (times.reshape(1, -1, 1) - t_shift)).sum(1, keepdim=True)
+        return (*mlp_weight_grads(inputs, deltas), *b_grads, t_grad, None, None)
+
+
+def time_bias(b: torch.Tensor, w_time: torch.Tensor, t, t_shift: torch.Tensor) -> torch.Tensor:
+    """b + (t - t_shift) w_time for b, w_time (B, 1, H), t_shift (B, 1, 1) and t a float or a 0-d
+    tensor -> (B, 1, H), or times (M,) -> (B, M, H)."""
+    if isinstance(t, torch.Tensor):
+        t = t.reshape(-1, 1)
+    return b + (t - t_shift) * w_time

@@ -127,6 +127,7 @@ def expand_cells(suite: Suite, registry: Registry) -> list[Cell]:
                         "seed": seed,
                         "epochs": suite.epochs,
                         "budget_s": suite.budget_s,
+                        **({"max_solver_steps": suite.max_solver_steps} if suite.max_solver_steps else {}),
                     }
                 )
                 cells.append(Cell(cell_system, method, seed, key))
@@ -235,7 +236,8 @@ class Runner:
         threads = 1 if self.device == "cpu" else None
         jobs = [
             BatchJob(suite.epochs, suite.budget_s, batch, self.device, self.cache_dir, self.metric_classes,
-                     verbose=self.verbose, torch_threads=threads, grace_s=self.grace_s)
+                     verbose=self.verbose, torch_threads=threads, grace_s=self.grace_s,
+                     max_solver_steps=suite.max_solver_steps)
             for batch in plan_batches(todo)
         ]
         try:

@@ -5,6 +5,7 @@ A suite is a TOML file validated by pydantic (unknown keys are errors):
     seeds = [0, 1, 2]
     epochs = 50
     budget_s = 900              # optional wall-clock budget per cell, seconds
+    max_solver_steps = 100000   # optional step budget of each adaptive solve
     [[systems]]
     name = "hh"
     params = { noise_preset = "paper_literal" }   # optional
@@ -80,6 +81,9 @@ class Suite(_Strict):
     seeds: list[int] = Field(min_length=1, description="training seeds; one cell per seed")
     epochs: int = Field(gt=0, description="training epochs per cell")
     budget_s: float | None = Field(default=None, gt=0, description="wall-clock budget per cell, seconds")
+    max_solver_steps: int | None = Field(
+        default=None, gt=0, description="step budget of each adaptive solve in training and forecasting"
+    )
     systems: list[SystemEntry] = Field(min_length=1)
     methods: list[MethodEntry] = Field(min_length=1)
     paper: PaperReference | None = Field(None, description="published values to show beside ours")

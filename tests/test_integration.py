@@ -94,8 +94,8 @@ def test_run_resume_and_add_plugin(tmp_path):
     assert "training hh x node" not in third.stderr  # the cached cells were not retrained
     board = (tmp_path / "leaderboard" / "demo.md").read_text()
     persist_rows = [line for line in board.splitlines() if line.startswith("| persist ")]
-    assert len(persist_rows) == 2  # one row in each window's table
-    assert all("| 2/2 " in row for row in persist_rows)
+    assert len(persist_rows) == 3  # one row in each window's table and in the qualitative summary
+    assert all("| 2/2 " in row for row in persist_rows[:2])
     assert "sbdemo-plugin 0.3.0" in board
 
     rescored = cli(tmp_path, "leaderboard", "--suite", str(suite), "--rescore", pythonpath=site)

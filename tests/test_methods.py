@@ -1,6 +1,8 @@
-"""The built-in methods on a toy harmonic oscillator (x' = v, v' = -x), trained for a few epochs."""
+"""The built-in methods on a toy harmonic oscillator (x' = v, v' = -x), trained for a few epochs;
+cross-variant batches of the neural ODEs against each variant trained alone."""
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pydantic
@@ -9,7 +11,7 @@ import torch
 
 import stiffbench_methods._neural_ode as neural_ode
 import stiffbench_methods.vanilla_pinn as vanilla_pinn
-from stiffbench.api import BudgetExceeded, FitConfig, TrainingTask, Trajectory
+from stiffbench.api import BatchMember, BudgetExceeded, FitConfig, TrainingTask, Trajectory
 from stiffbench.nn import BatchedMLP
 from stiffbench_methods._neural_ode import NeuralODEParams, ObservationStats, VectorField
 from stiffbench_methods.pinode_sr import PINODESR
@@ -46,6 +48,15 @@ def task():
     clean = np.stack([np.cos(t), -np.sin(t)], axis=1)
     noisy = clean + 0.01 * np.random.default_rng(0).standard_normal(clean.shape)
     return TrainingTask("oscillator", Trajectory(t, noisy, ("x", "v")), clean[0], np.arange(121) * dt, dt, oscillator)
+
+
+@pytest.fixture(scope="module")
+def other_task(task):
+    """The same grid with other observations (another noise draw, a shifted start) and a faster oscillator."""
+    obs = task.observations
+    noisy = obs.y + 0.02 * np.random.default_rng(1).standard_normal(obs.y.shape)
+    faster = lambda t, z: 1.2 * oscillator(t, z)  # noqa: E731
+    return replace(task, observations=replace(obs, y=noisy), y0=task.y0 + 0.1, physics=faster)
 
 
 def fit(method_cls, task, seeds, epochs=5, **params):
@@ -107,7 +118,7 @@ def test_pinode_sr_physics_loss_is_eq8(task):
     with_physics = fit(PINODESR, task, seeds, epochs=1, lam=lam).loss_history[0]
     data_only = fit(VanillaNODE, task, seeds, epochs=1).loss_history[0]
     stats = ObservationStats.of(task.observations)
-    field = VectorField(NeuralODEParams(**SMALL), stats, seeds, "cpu")
+    field = VectorField(NeuralODEParams(**SMALL), [stats] * len(seeds), seeds, "cpu")
     t = torch.tensor(task.observations.t)
     z = torch.tensor(task.observations.y).expand(2, -1, -1)
     with torch.no_grad():
@@ -125,7 +136,7 @@ def test_folded_vector_field_equals_normalised_mlp():
     t = np.linspace(0.0, 3.0, 31)
     y = np.stack([10 * np.sin(t) + 3, 0.1 * np.cos(2 * t)], axis=1)
     stats = ObservationStats.of(Trajectory(t, y, ("a", "b")))
-    field = VectorField(NeuralODEParams(**SMALL), stats, [5, 6], "cpu")
+    field = VectorField(NeuralODEParams(**SMALL), [stats] * 2, [5, 6], "cpu")
     z = torch.randn(2, 7, 2, dtype=torch.float64) * 5
     tt = torch.linspace(-1, 4, 7, dtype=torch.float64)
     zn = (z - torch.tensor(stats.z_mean)) / torch.tensor(stats.z_std)
@@ -190,6 +201,7 @@ def test_physics_methods_need_the_vector_field(method_cls, task):
         (VanillaNODE, {"hidden": ()}),
         (VanillaNODE, {"solver": "rk4"}),
         (VanillaNODE, {"lr": 0.0}),
+        (VanillaNODE, {"compile": "sometimes"}),
         (PINODESR, {"lam": -0.5}),
         (PINODESR, {"residual_points": "collocation"}),
         (VanillaPINN, {"lam": -1.0}),
@@ -205,7 +217,7 @@ def test_params_validation(method_cls, bad):
 def test_defaults_and_metadata():
     p = PINODESR().params
     assert (p.hidden, p.layer_norm, p.normalise, p.lr, p.lam) == ((64, 128, 64), True, True, 1e-3, 1.5)
-    assert (p.dtype, p.data_loss, p.residual_points) == ("float32", "sum_states", "observations")
+    assert (p.dtype, p.data_loss, p.residual_points, p.compile) == ("float32", "sum_states", "observations", "auto")
     assert VanillaPINN().params.lam == 1.0
     assert [m.name for m in (VanillaNODE, PINODESR, VanillaPINN)] == ["vanilla_node", "pinode_sr", "vanilla_pinn"]
     assert all(m.batches_seeds for m in (VanillaNODE, PINODESR, VanillaPINN))
@@ -230,3 +242,66 @@ def test_pinn_forecast_in_chunks(task, monkeypatch):
     monkeypatch.setattr(vanilla_pinn, "FORECAST_CHUNK", 64)
     np.testing.assert_array_equal(model.forecast(t), whole)
     assert whole.shape == (2, 1001, 2) and np.isfinite(whole).all()
+
+
+MIXED = [  # (method params, which task, seed): loss weights, normalisation, observations, physics and seeds differ
+    ({"lam": 1.5}, "task", 0),
+    ({"lam": 0.0, "normalise": False}, "task", 0),
+    ({"lam": 2.5}, "other_task", 3),
+    ({"lam": 0.5, "normalise": False}, "other_task", 1),
+    ({"lam": 1.5}, "task", 2),
+]
+
+
+@pytest.mark.parametrize("shared", [{}, {"residual_points": "trajectory", "layer_norm": False}], ids=["obs", "traj"])
+def test_fit_batch_members_equal_their_variant_alone(shared, request):
+    tasks = {name: request.getfixturevalue(name) for name in ("task", "other_task")}
+    members = [BatchMember(PINODESR.Params(**SMALL, **shared, **p), tasks[name], seed) for p, name, seed in MIXED]
+    batched = PINODESR.fit_batch(members, FitConfig(epochs=6))
+    forecast = batched.forecast(tasks["task"].forecast_t)
+    assert batched.loss_history.shape == (6, len(MIXED)) and forecast.shape == (len(MIXED), 121, 2)
+    for b, (p, name, seed) in enumerate(MIXED):
+        alone = fit(PINODESR, tasks[name], [seed], epochs=6, **shared, **p)
+        np.testing.assert_allclose(batched.loss_history[:, b], alone.loss_history[:, 0], rtol=1e-9)
+        np.testing.assert_allclose(forecast[b], alone.forecast(tasks[name].forecast_t)[0], rtol=1e-8, atol=1e-12)
+
+
+def test_vanilla_node_batches_across_normalisation(task, other_task):
+    variants = [(True, task), (False, other_task)]
+    members = [BatchMember(VanillaNODE.Params(**SMALL, normalise=n), t, 0) for n, t in variants]
+    batched = VanillaNODE.fit_batch(members, FitConfig(epochs=4))
+    alone = fit(VanillaNODE, other_task, [0], epochs=4, normalise=False)
+    np.testing.assert_allclose(batched.loss_history[:, 1], alone.loss_history[:, 0], rtol=1e-9)
+
+
+def test_batch_key_excludes_only_member_fields():
+    key = PINODESR({"lam": 0.5}).batch_key()
+    assert key == PINODESR({"lam": 2.5, "normalise": False}).batch_key() and hash(key) is not None
+    others = [{"hidden": (8,)}, {"layer_norm": False}, {"dtype": "float64"}, {"lr": 0.01},
+              {"data_loss": "mean_states"}, {"residual_points": "trajectory"}, {"compile": False}]
+    assert all(PINODESR(p).batch_key() != key for p in others)
+    assert VanillaNODE({"normalise": False}).batch_key() == VanillaNODE().batch_key() != PINODESR().batch_key()
+
+
+def test_fit_batch_rejects_incompatible_members(task):
+    shorter = replace(task, observations=Trajectory(task.observations.t[:30], task.observations.y[:30], ("x", "v")))
+    with pytest.raises(ValueError, match="parameters differ"):
+        PINODESR.fit_batch([BatchMember(PINODESR.Params(**SMALL), task, 0),
+                            BatchMember(PINODESR.Params(hidden=(4,)), task, 0)], FitConfig(epochs=1))
+    with pytest.raises(ValueError, match="training grid"):
+        PINODESR.fit_batch([BatchMember(PINODESR.Params(**SMALL), t, 0) for t in (task, shorter)], FitConfig(epochs=1))
+
+
+def test_compile_auto_means_long_fits(task, monkeypatch):
+    seen = []
+    rollout = neural_ode.heun_adjoint_rollout
+
+    def spy(*args):
+        seen.append(args[-1])
+        return rollout(*args[:-1], False)
+
+    monkeypatch.setattr(neural_ode, "heun_adjoint_rollout", spy)
+    monkeypatch.setattr(neural_ode, "COMPILE_MIN_EPOCHS", 3)
+    for epochs, compile in [(2, "auto"), (3, "auto"), (1, True), (1, False)]:
+        fit(VanillaNODE, task, [0], epochs=epochs, compile=compile)
+    assert seen == [False, False, True, True, True, True, False]

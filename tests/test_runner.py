@@ -143,3 +143,17 @@ def test_forecasts_are_stored_for_rescoring(tmp_path):
     with Store(tmp_path / "res") as store:
         t, y = store.load_forecast(records[("a", 0, "damped_oscillator")])
     assert y.shape == (81, 2) and np.allclose(t, np.arange(81) * 0.05)
+
+
+def test_solver_step_limit_is_timeout(tmp_path, monkeypatch):
+    from stiffbench.solvers import StepLimitExceeded
+
+    def fit(self, task, seeds, config):
+        assert config.max_steps == 7
+        raise StepLimitExceeded("more than 7 steps at t=1.5")
+
+    monkeypatch.setattr(fake_plugins.Exact, "fit", fit)
+    s = suite([("a", "exact", {})], seeds=[0]).model_copy(update={"max_solver_steps": 7})
+    _, records = run(tmp_path, s)
+    rec = records[("a", 0, "damped_oscillator")]
+    assert rec.status == "timeout" and "more than 7 steps" in rec.reason
