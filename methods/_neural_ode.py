@@ -1,11 +1,13 @@
 """Machinery shared by the built-in methods: observation statistics, the data loss, the batched
-Adam loop, and the neural ODE (vector field, Heun training rollout, forecast).
+Adam loop, and the neural ODE (vector field, training rollout, forecast).
 
 All models of a fit -- the seeds of one variant, or the members of a `fit_batch` across variants
 (different loss weights, normalisation or observations) -- are trained as one `BatchedMLP`. The
 optimised objective is the sum of the models' losses, so each model's gradient is the one it would
 get alone, and Adam, being elementwise, then gives each model the trajectory it would follow alone:
-a model's result depends only on its own variant, seed and data, not on its batch.
+a model's result depends only on its own variant, seed and data, not on its batch. The adaptive
+solvers share one step size across the states they integrate, so with them each model is
+integrated in its own solve (see `rollout`) to keep that property.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from torch import nn
 
 from stiffbench.api import (
@@ -28,11 +30,14 @@ from stiffbench.api import (
     Trajectory,
 )
 from stiffbench.nn import BatchedMLP, TimeMLPField
+from stiffbench.solvers import StepLimitExceeded
+from stiffbench.solvers.adjoint import odeint_with_grad
 from stiffbench.solvers.heun import heun_adjoint_rollout, heun_forecast
 
 FieldFn = Callable[[float | torch.Tensor, torch.Tensor], torch.Tensor]
 
 COMPILE_MIN_EPOCHS = 200
+FORECAST_CHUNK = 1000  # output times per adaptive forecast solve (the granularity of NaN-from-failure)
 
 
 class NetworkParams(PluginParams):
@@ -66,11 +71,34 @@ class NeuralODEParams(NetworkParams):
         "outputs scaled by s_j, the std of the finite-difference derivative of state j (section 3.3, "
         "'inputs and outputs are normalised by dataset statistics'); False: raw inputs and outputs.",
     )
-    solver: Literal["heun"] = Field(
+    solver: Literal["heun", "tsit5", "rodas5p"] = Field(
         "heun",
-        description="Training and forecast solver: fixed-step Heun with the sampling step dt, the paper's "
-        "explicit training solver (section 4.4); gradients: the exact gradient of the discrete steps "
-        "(backprop), computed by a hand-written reverse sweep.",
+        description="Training and forecast solver. 'heun': fixed-step Heun with the sampling step dt, the "
+        "paper's explicit training solver (section 4.4). 'tsit5' (explicit 5(4)) and 'rodas5p' (stiff "
+        "Rosenbrock 5(4)): adaptive with rtol/atol, outputs at the observation (forecast) times by dense "
+        "output; each model is integrated in its own solve, so its step sizes, and hence its result, do not "
+        "depend on its batch (one solve for a batch would share the step size, adapting it to the worst "
+        "model). A training solve past the fit's max_steps raises StepLimitExceeded (status timeout); a "
+        "forecast that fails (step budget, non-finite state) is NaN from the failing chunk of "
+        f"{FORECAST_CHUNK} output times on. 'rodas5p' computes in float64 (dtype defaults to it; "
+        "float32 is rejected).",
+    )
+    gradient: Literal["backprop", "backsolve", "interpolating"] = Field(
+        "backprop",
+        description="Training gradient (stiffbench.solvers.adjoint). 'backprop': the exact gradient of the "
+        "discrete solver (heun: a hand-written reverse sweep; tsit5/rodas5p: autograd through the steps), "
+        "our stand-in for the paper's QuadratureAdjoint (section 3.3), which approximates that gradient. "
+        "'backsolve': torchdiffeq's odeint_adjoint, re-integrating the state backwards (the paper's "
+        "backsolve ablation, section 5.2); heun only, since torchdiffeq has no Tsit5 and no stiff solver. "
+        "'interpolating': the continuous adjoint on the stored forward solution (InterpolatingAdjoint).",
+    )
+    rtol: PositiveFloat = Field(
+        1e-5, description="Relative tolerance of the adaptive solvers, the public reproduction's (technical "
+        "notes section 1.2); unused by heun."
+    )
+    atol: PositiveFloat = Field(
+        1e-5, description="Absolute tolerance of the adaptive solvers, the public reproduction's (technical "
+        "notes section 1.2); unused by heun."
     )
     compile: bool | Literal["auto"] = Field(
         "auto",
@@ -79,6 +107,22 @@ class NeuralODEParams(NetworkParams):
         f"process, and cached on disk by torch). 'auto': compile when a fit has at least {COMPILE_MIN_EPOCHS} "
         "epochs. Compiled and eager results agree to rounding.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _solver_constraints(cls, data):
+        """rodas5p: float64 by default, float32 rejected; backsolve: heun only."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("solver") == "rodas5p":
+            if data.get("dtype", "float64") != "float64":
+                raise ValueError("solver 'rodas5p' runs in float64 (its stages lose too many digits in float32): "
+                                 "leave dtype out or set it to 'float64'")
+            data = {**data, "dtype": "float64"}
+        if data.get("gradient") == "backsolve" and data.get("solver", "heun") != "heun":
+            raise ValueError("gradient 'backsolve' uses torchdiffeq, which has no Tsit5 and no stiff solver: "
+                             "use it with solver 'heun', or use gradient 'backprop' or 'interpolating'")
+        return data
 
 
 @dataclass(frozen=True)
@@ -258,8 +302,34 @@ class TrainingBatch:
 Penalty = Callable[[FieldFn, torch.Tensor], torch.Tensor]
 
 
+def solve_options(p: NeuralODEParams, dt: float, max_steps: int | None) -> dict:
+    """`odeint_with_grad`'s options for p.solver: heun's step dt, or the tolerances and step budget."""
+    if p.solver == "heun":
+        return {"dt": dt}
+    return {"rtol": p.rtol, "atol": p.atol, **({} if max_steps is None else {"max_steps": max_steps})}
+
+
+def rollout(
+    field: VectorField, params: tuple[torch.Tensor, ...], y0: torch.Tensor, times: list[float],
+    p: NeuralODEParams, max_steps: int | None, compile: bool = False,
+) -> torch.Tensor:
+    """The B models' states at `times` (uniform, step = the sampling step), (B, N, n), differentiable
+    by p.gradient. heun + backprop: the hand-written Heun sweep; otherwise `odeint_with_grad`, one
+    solve per model for the adaptive solvers (their step size is shared by whatever one solve holds)."""
+    dt = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 1.0
+    if p.solver == "heun" and p.gradient == "backprop":
+        return heun_adjoint_rollout(field.field, params, y0, times[0], dt, len(times) - 1, compile)
+    groups = [slice(None)] if p.solver == "heun" else [slice(b, b + 1) for b in range(len(y0))]
+    options = solve_options(p, dt, max_steps)
+    out = []
+    for g in groups:
+        ps = tuple(x[g] for x in params)
+        out.append(odeint_with_grad(field.evaluator(ps), y0[g], times, ps, p.solver, p.gradient, **options))
+    return torch.cat(out, dim=1).transpose(0, 1)
+
+
 class NeuralODEMethod(AbstractMethod):
-    """A neural ODE trained through a Heun rollout over the whole training window from task.y0,
+    """A neural ODE trained through a rollout of p.solver over the whole training window from task.y0,
     on the data loss (eq. 7) plus an optional per-model `penalty`.
 
     Variants that differ only in `member_fields` (and in their tasks' observations and seeds)
@@ -286,15 +356,16 @@ class NeuralODEMethod(AbstractMethod):
     def fit_batch(cls, members: Sequence[BatchMember], config: FitConfig) -> "NeuralODEModel":
         p = members[0].params
         compile = p.compile if p.compile != "auto" else config.epochs >= COMPILE_MIN_EPOCHS
-        field, batch, losses = cls.objective(members, config.device, compile)
+        field, batch, losses = cls.objective(members, config.device, compile, config.max_steps)
         history = train(field.parameters(), losses, len(members), p.lr, config)
-        return NeuralODEModel(field, batch.y0, batch.t0, history)
+        return NeuralODEModel(field, batch.y0, batch.t0, history, p, config.max_steps)
 
     @classmethod
     def objective(
-        cls, members: Sequence[BatchMember], device: str, compile: bool
+        cls, members: Sequence[BatchMember], device: str, compile: bool, max_steps: int | None = None
     ) -> tuple[VectorField, TrainingBatch, Callable[[], torch.Tensor]]:
-        """The members' untrained models, their data, and losses() -> (B,), each model's loss."""
+        """The members' untrained models, their data, and losses() -> (B,), each model's loss.
+        max_steps: the adaptive solvers' step budget per solve (StepLimitExceeded past it)."""
         if len({cls(m.params).batch_key() for m in members}) != 1:
             raise ValueError(f"{cls.__name__}: the members' parameters differ beyond {sorted(cls.member_fields)}")
         p = members[0].params
@@ -303,11 +374,11 @@ class NeuralODEMethod(AbstractMethod):
         stats = [s if m.params.normalise else identity for m, s in zip(members, batch.stats)]
         field = VectorField(p, stats, [m.seed for m in members], device)
         penalty = cls.penalty(members, batch)
-        n_steps = len(batch.t) - 1
+        times = (batch.t0 + batch.dt * np.arange(len(batch.t))).tolist()
 
         def losses() -> torch.Tensor:
             params = field.rollout_params()
-            z_hat = heun_adjoint_rollout(field.field, params, batch.y0, batch.t0, batch.dt, n_steps, compile)
+            z_hat = rollout(field, params, batch.y0, times, p, max_steps, compile)
             loss = data_loss(z_hat, batch.z, p.data_loss)
             return loss if penalty is None else loss + penalty(field.evaluator(params), z_hat)
 
@@ -315,27 +386,60 @@ class NeuralODEMethod(AbstractMethod):
 
 
 class NeuralODEModel(AbstractModel):
-    """Trained neural ODEs; forecasts by Heun from each model's y0 with the forecast grid's step.
+    """Trained neural ODEs; forecasts from each model's y0 with the training solver (heun: the
+    forecast grid's step).
 
     loss_history : (epochs run, n_models) training losses; a model whose loss was ever non-finite
                    is diverged and forecasts NaN.
     """
 
-    def __init__(self, field: VectorField, y0: torch.Tensor, t0: float, loss_history: np.ndarray):
+    def __init__(
+        self, field: VectorField, y0: torch.Tensor, t0: float, loss_history: np.ndarray,
+        params: NeuralODEParams, max_steps: int | None = None,
+    ):
         self.field = field.eval().requires_grad_(False)
         self.y0 = y0
         self.t0 = t0
         self.loss_history = loss_history
         self.diverged = ~np.isfinite(loss_history).all(axis=0)
+        self.params = params
+        self.max_steps = max_steps
 
     def forecast(self, t: np.ndarray) -> np.ndarray:
-        """Heun with step = the spacing of t (uniform, starting at the training t0), no graph kept."""
+        """States on t (uniform, starting at the training t0), no graph kept. heun: steps of t's spacing;
+        adaptive: each model solved alone, in chunks of FORECAST_CHUNK output times, each with the
+        training solves' step budget; from a chunk whose solve fails or turns non-finite on, NaN."""
         t = np.asarray(t, np.float64)
         if t.ndim != 1 or len(t) == 0 or abs(t[0] - self.t0) > 1e-9 * max(1.0, abs(self.t0)):
             raise ValueError(f"the forecast grid must start at the initial time {self.t0}")
         h = uniform_step(t) if len(t) > 1 else 0.0  # no step is taken on a one-point grid
-        f = self.field.evaluator(self.field.rollout_params())  # parameters frozen: no graph
-        traj = heun_forecast(f, self.y0, self.t0, h, len(t) - 1)
-        out = traj.transpose(0, 1).to("cpu", torch.float64).numpy().copy()
+        params = self.field.rollout_params()  # parameters frozen: no graph
+        if self.params.solver == "heun":
+            traj = heun_forecast(self.field.evaluator(params), self.y0, self.t0, h, len(t) - 1).transpose(0, 1)
+            out = traj.to("cpu", torch.float64).numpy().copy()
+        else:
+            out = np.stack([self._forecast_adaptive(tuple(p[b : b + 1] for p in params), b, t)
+                            for b in range(len(self.y0))])
         out[self.diverged] = np.nan
+        return out
+
+    def _forecast_adaptive(self, params: tuple[torch.Tensor, ...], b: int, t: np.ndarray) -> np.ndarray:
+        """Model b's forecast (len(t), n) by chunks, each continuing from the previous chunk's end."""
+        out = np.full((len(t), self.y0.shape[-1]), np.nan)
+        out[0] = self.y0[b].to("cpu", torch.float64).numpy()
+        f, y = self.field.evaluator(params), self.y0[b : b + 1]
+        options = solve_options(self.params, 0.0, self.max_steps)
+        for start in range(0, len(t) - 1, FORECAST_CHUNK):
+            times = t[start : start + FORECAST_CHUNK + 1].tolist()
+            try:
+                with torch.no_grad():
+                    ys = odeint_with_grad(f, y, times, (), self.params.solver, "backprop", **options)[:, 0]
+            except StepLimitExceeded:
+                break
+            chunk = ys.to("cpu", torch.float64).numpy()
+            finite = np.isfinite(chunk).all(axis=1)
+            out[start : start + len(times)] = np.where(np.logical_and.accumulate(finite)[:, None], chunk, np.nan)
+            if not finite.all():
+                break
+            y = ys[-1:]
         return out

@@ -6,9 +6,9 @@ from ._neural_ode import NeuralODEMethod, NeuralODEParams
 
 
 class VanillaNODE(NeuralODEMethod):
-    """dz/dt = f_theta(z, t) fitted to the observations through a Heun rollout; no physics."""
+    """dz/dt = f_theta(z, t) fitted to the observations through a rollout of its solver; no physics."""
 
     name = "vanilla_node"
-    description = "Neural ODE f_theta(z, t) trained on the data loss only (Heun rollout, Adam)."
+    description = "Neural ODE f_theta(z, t) trained on the data loss only (ODE-solver rollout, Adam)."
     Params = NeuralODEParams
     requires = ()
