@@ -9,7 +9,9 @@ Only the driver process writes. Each cell is committed in its own transaction (W
 an interrupted run keeps every finished cell. A run claims the cells it is about to compute
 (`claims` table), so two runs on one store never compute the same cell. Forecast files carry
 their SHA-256 in the row; a file that no longer matches is never read, and its cell counts as
-not finished (the next run recomputes it). A damaged database is refused. Nothing is pickled.
+not finished (the next run recomputes it); a missing file only means the cell cannot be
+rescored, so a store can be shared without its forecasts. A damaged database is refused.
+Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -169,8 +171,9 @@ class Store:
         return self._final_keys_unlocked(list(keys))
 
     def _final_keys_unlocked(self, keys: list[str]) -> set[str]:
-        """Keys with a final status whose forecast file (if any) is present and intact: a cell
-        whose forecast was lost or corrupted is computed again."""
+        """Keys with a final status whose forecast file is intact or absent: a corrupted forecast
+        (present, failing its SHA-256) makes its cell run again; an absent one only means the cell
+        cannot be rescored (a store may be shared without its forecasts folder)."""
         final: set[str] = set()
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
@@ -182,7 +185,7 @@ class Store:
             )
             for key, sha in rows:
                 path = self.forecast_path(key)
-                if sha is None or (path.is_file() and file_sha256(str(path)) == sha):
+                if sha is None or not path.is_file() or file_sha256(str(path)) == sha:
                     final.add(key)
         return final
 

@@ -70,3 +70,11 @@ def test_claims_exclude_other_live_runs_and_take_over_dead_ones(tmp_path):
         store._conn.execute("UPDATE claims SET pid=? WHERE key='b'", (2**22 + 12345,))  # a pid that is not running
         assert not os.path.exists(f"/proc/{2**22 + 12345}")
         assert store.claim(["b"], "run-2") == {"b"}
+
+
+def test_cell_without_its_forecast_file_stays_final(tmp_path):
+    with Store(tmp_path) as store:
+        store.put(record("k"), (np.zeros(3), np.zeros((3, 1))))
+        store.forecast_path("k").unlink()
+        assert store.final_keys(["k"]) == {"k"}
+        assert store.load_forecast(store.get("k")) is None  # but it cannot be rescored
