@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from stiffbench.api import AbstractMethod, AbstractModel, AbstractSystem, KnownPhysics, PluginParams, TrainingTask
+from stiffbench.api import AbstractMethod, AbstractMetric, AbstractModel, AbstractSystem, KnownPhysics, PluginParams, TrainingTask
 from stiffbench.testing.toy import DampedOscillator
 
 CALLS = []  # (method name, kind of call, labels/seeds) appended by the fakes, inspected by tests
@@ -176,3 +176,12 @@ def fake_distribution(site) -> None:
         "stiffbench.systems": {"damped_oscillator": "stiffbench.testing.toy:DampedOscillator",
                                "plain_oscillator": "fake_plugins:NoPhysicsOscillator"},
     })
+
+
+class RaisingMetric(AbstractMetric):
+    name = "raising_metric"
+    description = "Raises on every window."
+    keys = ("never",)
+
+    def compute(self, pred, true, system):
+        raise ZeroDivisionError("metric bug")

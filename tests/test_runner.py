@@ -157,3 +157,12 @@ def test_solver_step_limit_is_timeout(tmp_path, monkeypatch):
     _, records = run(tmp_path, s)
     rec = records[("a", 0, "damped_oscillator")]
     assert rec.status == "timeout" and "more than 7 steps" in rec.reason
+
+
+def test_raising_metric_loses_only_its_keys(tmp_path):
+    reg = registry([PluginSpec("metrics", "raising_metric", "fake_plugins:RaisingMetric", "fakes", "1")])
+    _, records = run(tmp_path, suite([("a", "exact", {"offset": 0.5})], seeds=[0]), reg=reg)
+    rec = records[("a", 0, "damped_oscillator")]
+    assert rec.status == "ok" and rec.metrics["extrapolation"]["never"] is None
+    assert rec.metrics["extrapolation"]["rmse_x"] == pytest.approx(0.5)
+    assert "metric raising_metric failed on extrapolation: ZeroDivisionError: metric bug" in rec.reason
