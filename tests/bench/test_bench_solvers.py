@@ -79,13 +79,17 @@ def neural_rollout(name: str):
     return run
 
 
+def neural_case(name):
+    """(rollout, field, params, y0) for a solver on the neural HH right-hand side."""
+    dtype = NEURAL_DTYPE.get(name, torch.float32)
+    field, params = neural_field(dtype)
+    return neural_rollout(name), field, params, hh_start().to(dtype)
+
+
 @pytest.mark.benchmark(group="solver-neural-forward")
 @pytest.mark.parametrize("name", [*SOLVERS, "heun_adjoint"])
 def test_neural_forward(benchmark, name):
-    rollout = neural_rollout(name)
-    dtype = NEURAL_DTYPE.get(name, torch.float32)
-    field, params = neural_field(dtype)
-    y0 = hh_start().to(dtype)
+    rollout, field, params, y0 = neural_case(name)
     with torch.no_grad():
         states = benchmark(rollout, field, params, y0)
     assert states.shape == (B, N_STEPS + 1, 4) and torch.isfinite(states).all()
@@ -95,10 +99,7 @@ def test_neural_forward(benchmark, name):
 @pytest.mark.benchmark(group="solver-neural-backward")
 @pytest.mark.parametrize("name", [*SOLVERS, "heun_adjoint"])
 def test_neural_forward_backward(benchmark, name):
-    rollout = neural_rollout(name)
-    dtype = NEURAL_DTYPE.get(name, torch.float32)
-    field, params = neural_field(dtype)
-    y0 = hh_start().to(dtype)
+    rollout, field, params, y0 = neural_case(name)
 
     def run():
         return torch.autograd.grad(rollout(field, params, y0).square().mean(), params[:-2])
