@@ -5,14 +5,15 @@ All models of a fit -- the seeds of one variant, or the members of a `fit_batch`
 (different loss weights, normalisation or observations) -- are trained as one `BatchedMLP`. The
 optimised objective is the sum of the models' losses, so each model's gradient is the one it would
 get alone, and Adam, being elementwise, then gives each model the trajectory it would follow alone:
-a model's result depends only on its own variant, seed and data, not on its batch. The adaptive
-solvers share one step size across the states they integrate, so with them each model is
-integrated in its own solve (see `rollout`) to keep that property.
+a model's result depends only on its own variant, seed and data, not on its batch. With the
+adaptive solvers each model keeps its own step-size control inside the batched solve
+(`solve_independent`, see `rollout`) to keep that property.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Callable, ClassVar, Literal, Sequence
 
 import numpy as np
@@ -33,6 +34,10 @@ from stiffbench.nn import BatchedMLP, TimeMLPField
 from stiffbench.solvers import StepLimitExceeded
 from stiffbench.solvers.adjoint import odeint_with_grad
 from stiffbench.solvers.heun import heun_adjoint_rollout, heun_forecast
+from stiffbench.solvers.heun_backsolve import heun_backsolve_rollout
+from stiffbench.solvers.independent import solve_independent
+from stiffbench.solvers.rodas5p import Rodas5P
+from stiffbench.solvers.tsit5 import Tsit5
 
 FieldFn = Callable[[float | torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -76,9 +81,8 @@ class NeuralODEParams(NetworkParams):
         description="Training and forecast solver. 'heun': fixed-step Heun with the sampling step dt, the "
         "paper's explicit training solver (section 4.4). 'tsit5' (explicit 5(4)) and 'rodas5p' (stiff "
         "Rosenbrock 5(4)): adaptive with rtol/atol, outputs at the observation (forecast) times by dense "
-        "output; each model is integrated in its own solve, so its step sizes, and hence its result, do not "
-        "depend on its batch (one solve for a batch would share the step size, adapting it to the worst "
-        "model). A training solve past the fit's max_steps raises StepLimitExceeded (status timeout); a "
+        "output; each model keeps its own step-size control (one batched loop, stiffbench.solvers.independent), "
+        "so its step sizes, and hence its result, do not depend on its batch. A training solve past the fit's max_steps raises StepLimitExceeded (status timeout); a "
         "forecast that fails (step budget, non-finite state) is NaN from the failing chunk of "
         f"{FORECAST_CHUNK} output times on. 'rodas5p' computes in float64 (dtype defaults to it; "
         "float32 is rejected).",
@@ -88,8 +92,9 @@ class NeuralODEParams(NetworkParams):
         description="Training gradient (stiffbench.solvers.adjoint). 'backprop': the exact gradient of the "
         "discrete solver (heun: a hand-written reverse sweep; tsit5/rodas5p: autograd through the steps), "
         "our stand-in for the paper's QuadratureAdjoint (section 3.3), which approximates that gradient. "
-        "'backsolve': torchdiffeq's odeint_adjoint, re-integrating the state backwards (the paper's "
-        "backsolve ablation, section 5.2); heun only, since torchdiffeq has no Tsit5 and no stiff solver. "
+        "'backsolve': the backsolve adjoint, re-integrating the state backwards (the paper's backsolve "
+        "ablation, section 5.2): torchdiffeq's odeint_adjoint arithmetic, in a batched hand-written reverse "
+        "sweep (stiffbench.solvers.heun_backsolve); heun only, as torchdiffeq has no Tsit5 and no stiff solver. "
         "'interpolating': the continuous adjoint on the stored forward solution (InterpolatingAdjoint).",
     )
     rtol: PositiveFloat = Field(
@@ -192,17 +197,28 @@ def data_loss(pred: torch.Tensor, obs: torch.Tensor, reduction: str) -> torch.Te
 
 
 def train(
-    parameters, losses: Callable[[], torch.Tensor], n_models: int, lr: float, config: FitConfig
+    module: nn.Module, losses: Callable[[], torch.Tensor], n_models: int, lr: float, config: FitConfig
 ) -> np.ndarray:
-    """Full-batch Adam, one step per epoch on the sum of the per-model losses `losses()` (shape (B,)).
+    """Full-batch Adam on module's parameters, one step per epoch on the sum of the per-model losses
+    `losses()` (shape (B,)).
 
     Reports the mean finite loss to `config.check` every epoch. Stops early once every model's loss
-    has been non-finite (nothing is left to train). Returns the loss history (epochs run, B).
+    has been non-finite (nothing is left to train). With `config.checkpoint`, resumes from its saved
+    state (module, Adam, history, training seconds, which count against the deadline) and saves
+    whenever it is due. Returns the loss history (epochs run, B).
     """
-    opt = torch.optim.Adam(parameters, lr=lr)
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
     history = []
     alive = np.ones(n_models, dtype=bool)
-    for epoch in range(1, config.epochs + 1):
+    start, spent, began = 1, 0.0, time.monotonic()
+    saved = None if config.checkpoint is None else config.checkpoint.load()
+    if saved is not None:
+        module.load_state_dict(saved["module"])
+        opt.load_state_dict(saved["optimizer"])
+        history, alive, start, spent = list(saved["history"]), saved["alive"], saved["epoch"] + 1, saved["train_s"]
+        if config.deadline is not None:
+            config = replace(config, deadline=config.deadline - spent)
+    for epoch in range(start, config.epochs + 1):
         opt.zero_grad(set_to_none=True)
         loss = losses()
         loss.sum().backward()
@@ -214,6 +230,11 @@ def train(
         config.check(epoch, float(values[finite].mean()) if finite.any() else float("nan"))
         if not alive.any():
             break
+        if config.checkpoint is not None and epoch < config.epochs and config.checkpoint.due():
+            config.checkpoint.save({
+                "epoch": epoch, "module": module.state_dict(), "optimizer": opt.state_dict(), "history": history,
+                "alive": alive, "train_s": spent + time.monotonic() - began,
+            })
     return np.array(history, dtype=np.float64).reshape(len(history), n_models)
 
 
@@ -252,7 +273,8 @@ class VectorField(nn.Module):
         return (w_z, *ws[1:-1], scaled[0], *bs[:-1], scaled[1], w_time, self.z_mean.unsqueeze(1), self.t_mean)
 
     def evaluator(self, params: tuple[torch.Tensor, ...]) -> FieldFn:
-        """f(t, z) with the given `rollout_params`: z (B, M, n) or (B, n); t a float, a 0-d tensor or times (M,)."""
+        """f(t, z) with the given `rollout_params`: z (B, M, n) or (B, n); t a float, a 0-d tensor, times
+        (M,), or one time per model (B, 1) (as `solve_independent` passes them)."""
         net = self.field.prepare(params)
 
         def f(t, z):
@@ -261,6 +283,17 @@ class VectorField(nn.Module):
             return out.squeeze(1) if single else out
 
         return f
+
+    def jet(self, params: tuple[torch.Tensor, ...]):
+        """(f, J, f_t)(t, z) for z (B, n) with the given `rollout_params`, by forward mode
+        (`TimeMLPField.jet`): Rodas5P's derivatives at a fraction of reverse mode's cost."""
+        net = self.field.prepare(params)
+
+        def jet(t, z):
+            out, J, f_t = self.field.jet(net, t, z.unsqueeze(1))
+            return out.squeeze(1), J, f_t
+
+        return jet
 
     def forward(self, t, z: torch.Tensor) -> torch.Tensor:
         return self.evaluator(self.rollout_params())(t, z)
@@ -314,11 +347,19 @@ def rollout(
     p: NeuralODEParams, max_steps: int | None, compile: bool = False,
 ) -> torch.Tensor:
     """The B models' states at `times` (uniform, step = the sampling step), (B, N, n), differentiable
-    by p.gradient. heun + backprop: the hand-written Heun sweep; otherwise `odeint_with_grad`, one
+    by p.gradient. heun: the hand-written reverse sweeps, exact discrete adjoint (backprop) or
+    torchdiffeq's backsolve adjoint (backsolve); adaptive + backprop: one batched solve with each
+    model's own step-size control (`solve_independent`); interpolating: `odeint_with_grad`, one
     solve per model for the adaptive solvers (their step size is shared by whatever one solve holds)."""
     dt = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 1.0
-    if p.solver == "heun" and p.gradient == "backprop":
-        return heun_adjoint_rollout(field.field, params, y0, times[0], dt, len(times) - 1, compile)
+    if p.solver == "heun" and p.gradient in ("backprop", "backsolve"):
+        rollout_fn = heun_adjoint_rollout if p.gradient == "backprop" else heun_backsolve_rollout
+        return rollout_fn(field.field, params, y0, times[0], dt, len(times) - 1, compile)
+    if p.gradient == "backprop":
+        limit = {} if max_steps is None else {"max_steps": max_steps}
+        solver = Rodas5P(jet=field.jet(params)) if p.solver == "rodas5p" else Tsit5()
+        ys = solve_independent(solver, field.evaluator(params), y0, times, rtol=p.rtol, atol=p.atol, **limit)
+        return ys.transpose(0, 1)
     groups = [slice(None)] if p.solver == "heun" else [slice(b, b + 1) for b in range(len(y0))]
     options = solve_options(p, dt, max_steps)
     out = []
@@ -357,7 +398,7 @@ class NeuralODEMethod(AbstractMethod):
         p = members[0].params
         compile = p.compile if p.compile != "auto" else config.epochs >= COMPILE_MIN_EPOCHS
         field, batch, losses = cls.objective(members, config.device, compile, config.max_steps)
-        history = train(field.parameters(), losses, len(members), p.lr, config)
+        history = train(field, losses, len(members), p.lr, config)
         return NeuralODEModel(field, batch.y0, batch.t0, history, p, config.max_steps)
 
     @classmethod

@@ -89,7 +89,7 @@ class VanillaPINN(AbstractMethod):
             fit_z = z if on_obs else net(t_obs.expand(len(seeds), -1))
             return data_loss(fit_z, z_obs, p.data_loss) + p.lam * residual.square().sum(-1).mean(-1)
 
-        history = train(net.parameters(), losses, len(seeds), p.lr, config)
+        history = train(net, losses, len(seeds), p.lr, config)
         return PINNModel(net, history)
 
 

@@ -12,7 +12,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Hashable, Sequence
+from typing import Any, Callable, ClassVar, Hashable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -121,6 +121,9 @@ class FitConfig:
     progress  : called as progress(epoch, loss) from the training loop, for a progress display
     max_steps : step budget of one adaptive solve (None: unlimited); solvers raise
                 stiffbench.solvers.StepLimitExceeded (a BudgetExceeded) past it
+    checkpoint: a stiffbench.checkpoint.Checkpointer (None: no checkpoints): a method may save its
+                training state through it and resume from it, so that an interrupted batch
+                continues where it stopped; methods that ignore it simply start over
     """
 
     epochs: int
@@ -128,6 +131,7 @@ class FitConfig:
     deadline: float | None = None
     progress: Callable[[int, float], None] | None = None
     max_steps: int | None = None
+    checkpoint: Any = None
 
     def check(self, epoch: int, loss: float) -> None:
         """Report progress and enforce the budget; call after each epoch with the number of

@@ -52,6 +52,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _registry(args):
     """The plugin registry, limited to the third-party plugins named by --plugins if given."""
     from .registry import Registry
@@ -102,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--strict", action="store_true",
                            help="exit 1 if any cell of the suite is not ok, diverged or n/a (for CI)")
             p.add_argument("--quiet", action="store_true", help="no progress lines")
+            p.add_argument("--checkpoint-every", type=_non_negative_float, default=120.0, metavar="SECONDS",
+                           help="save each training batch's state this often under <store>/checkpoints, so that an "
+                                "interrupted run resumes it (default: 120; 0: never)")
         else:
             p.add_argument("--rescore", action="store_true", help="recompute metrics from stored forecasts")
     p = sub.add_parser("bench", help="performance benchmarks")
@@ -261,7 +274,8 @@ def cmd_run(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # load errors are reported as records and log lines
             runner = Runner(registry, store, device=device, log=log, executor=executor, verbose=not args.quiet,
-                            announce=lambda msg: print(msg, flush=True))
+                            announce=lambda msg: print(msg, flush=True),
+                            checkpoint_every_s=args.checkpoint_every or None)
         report = runner.run(suite, cells)
     finally:
         executor.close()

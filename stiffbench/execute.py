@@ -29,6 +29,7 @@ from .api import (
     Trajectory,
     missing_capabilities,
 )
+from .checkpoint import DEFAULT_EVERY_S, Checkpointer, checkpoint_path
 from .scoring import score
 from .store import CellRecord
 
@@ -42,6 +43,8 @@ class BatchJob:
     budget_s : the suite's wall-clock budget per cell (None: unlimited); the batch may train for
                budget_s x len(cells) seconds, checked cooperatively at every epoch; executors
                that isolate the batch in a process also stop it hard (`hard_limit_s`).
+    checkpoint_dir : where the batch's training checkpoint lives (None: no checkpoints; see
+               stiffbench.checkpoint); it is removed once the batch has its results.
     """
 
     epochs: int
@@ -55,6 +58,8 @@ class BatchJob:
     torch_threads: int | None = None
     grace_s: float = 60.0
     max_solver_steps: int | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every_s: float = DEFAULT_EVERY_S
 
     @property
     def training_budget_s(self) -> float | None:
@@ -108,16 +113,31 @@ def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Res
     grid = tasks[id(first.system)].forecast_t
     if any(not np.array_equal(t.forecast_t, grid) for t in tasks.values()):
         return [r for c in cells for r in _execute(job, [c], log)]  # differing grids cannot share a batch
-    labels = list(dict.fromkeys(c.label for c in cells))
     what = replace(job, cells=cells).describe()
     log(f"training {what} ({len(cells)} models, {job.epochs} epochs)")
+    checkpoint = None
+    if job.checkpoint_dir is not None:
+        path = checkpoint_path(job.checkpoint_dir, [c.key for c in cells])
+        checkpoint = Checkpointer(path, job.checkpoint_every_s, log)
     config = FitConfig(
         epochs=job.epochs,
         device=job.device,
         deadline=None if job.budget_s is None else time.monotonic() + job.budget_s * len(cells),
         progress=_progress_printer(log, what, job.epochs, job.progress_every_s),
         max_steps=job.max_solver_steps,
+        checkpoint=checkpoint,
     )
+    try:
+        return _fit_and_score(job, cells, method, systems, tasks, references, grid, config)
+    finally:
+        if checkpoint is not None:  # the batch has its results: a rerun must not resume from it
+            checkpoint.remove()
+
+
+def _fit_and_score(job, cells, method, systems, tasks, references, grid, config) -> list[Result]:
+    first = cells[0]
+    system = systems[id(first.system)]
+    labels = list(dict.fromkeys(c.label for c in cells))
     t0 = time.perf_counter()
     try:
         if len(labels) == 1:

@@ -205,6 +205,32 @@ def mlp_pullback(
     return _linear(d, layers.transposed(0), layers.w[0]), tuple(reversed(deltas))
 
 
+def mlp_jet(
+    layers: MLPLayers, x: torch.Tensor, first_bias: torch.Tensor, tangents: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network on one sample per model, x (B, 1, in), and its directional derivatives along K
+    input directions given as their first-layer pre-activations, tangents (B, K, H_1) (the rows of
+    w_0 for unit directions): (out (B, 1, out), d_out (B, K, out)).
+
+    Forward mode, written out: tanh' = 1 - u^2 and LayerNorm's derivative without affine,
+    dv = rstd (du - mean(du) - v mean(v du)); each layer then maps the K tangents with one batched
+    GEMM, so a full Jacobian costs about one extra evaluation on K samples. Plain tensor operations:
+    differentiable by autograd (second derivatives, for the parameter gradient of a Rosenbrock step).
+    """
+    a = _linear(x, layers.w[0], layers.transposed(0), first_bias)
+    da = tangents
+    for i in range(1, len(layers.w)):
+        u = torch.tanh(a)
+        du = (1 - u.square()) * da
+        if layers.layer_norm:
+            v, _, rstd = torch.native_layer_norm(u, u.shape[-1:], None, None, LAYER_NORM_EPS)
+            du = rstd * (du - du.mean(-1, keepdim=True) - v * (v * du).mean(-1, keepdim=True))
+            u = v
+        a = _linear(u, layers.w[i], layers.transposed(i), layers.b[i])
+        da = torch.bmm(du, layers.w[i])
+    return a, da
+
+
 def mlp_weight_grads(inputs: Sequence[torch.Tensor], deltas: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """Weight gradients sum_e input_e^T delta_e of every layer from the layers' inputs and deltas
     over E evaluations, (B, E, in_i) and (B, E, out_i); one batched GEMM per layer."""
@@ -237,6 +263,15 @@ class TimeMLPField(NamedTuple):
         dy, deltas = mlp_pullback(net[0], residuals, g)
         return dy, (*mlp_layer_inputs(net[0], residuals), *deltas)
 
+    def jet(self, net, t, y):
+        """(dy/dt (B, 1, n), J = d(dy/dt)/dy (B, n, n), d(dy/dt)/dt (B, n)) at one sample per model
+        y (B, 1, n), forward mode (`mlp_jet`) along the n state directions and time."""
+        layers, w_time, z_shift, t_shift = net
+        n = y.shape[-1]
+        tangents = torch.cat([layers.w[0], w_time.expand(-1, 1, -1)], 1)
+        out, d_out = mlp_jet(layers, y - z_shift, time_bias(layers.b[0], w_time, t, t_shift), tangents)
+        return out, d_out[:, :n].transpose(1, 2), d_out[:, n]
+
     def param_grads(self, net, times, cotangents):
         layers, _, _, t_shift = net
         inputs, deltas = cotangents[: len(layers.w)], cotangents[len(layers.w) :]
@@ -247,7 +282,7 @@ class TimeMLPField(NamedTuple):
 
 def time_bias(b: torch.Tensor, w_time: torch.Tensor, t, t_shift: torch.Tensor) -> torch.Tensor:
     """b + (t - t_shift) w_time for b, w_time (B, 1, H), t_shift (B, 1, 1) and t a float or a 0-d
-    tensor -> (B, 1, H), or times (M,) -> (B, M, H)."""
+    tensor -> (B, 1, H), times (M,) -> (B, M, H), or one time per model (B, 1) -> (B, 1, H)."""
     if isinstance(t, torch.Tensor):
-        t = t.reshape(-1, 1)
+        t = t.unsqueeze(-1) if t.dim() == 2 else t.reshape(-1, 1)
     return b + (t - t_shift) * w_time

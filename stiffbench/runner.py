@@ -26,6 +26,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from .api import AbstractMetric
+from .checkpoint import DEFAULT_EVERY_S
 from .execute import BatchJob
 from .executors import SerialExecutor
 from .hashing import config_hash
@@ -187,6 +188,8 @@ class Runner:
     verbose  : whether batches print their training progress to stderr
     grace_s  : minimum extra time an isolated batch gets beyond its training budget before it is
                killed (see BatchJob.hard_limit_s)
+    checkpoint_every_s : how often a training batch saves a checkpoint under <store>/checkpoints
+               (see stiffbench.checkpoint), from which an interrupted batch resumes; None: never
     """
 
     def __init__(
@@ -200,6 +203,7 @@ class Runner:
         executor=None,
         verbose: bool = False,
         grace_s: float = 60.0,
+        checkpoint_every_s: float | None = DEFAULT_EVERY_S,
     ):
         self.registry = registry
         self.store = store
@@ -210,6 +214,7 @@ class Runner:
         self.executor = executor or SerialExecutor()
         self.verbose = verbose
         self.grace_s = grace_s
+        self.checkpoint_every_s = checkpoint_every_s
         classes, self.metric_load_errors = registry.load_all("metrics")
         self.metric_classes = list(classes.values())
         self.metrics: list[AbstractMetric] = [cls() for cls in self.metric_classes]
@@ -234,10 +239,12 @@ class Runner:
         for error in self.metric_load_errors:
             self.log(f"warning: metric {error.name} not loaded: {error.reason}")
         threads = 1 if self.device == "cpu" else None
+        checkpoints = {} if self.checkpoint_every_s is None else {
+            "checkpoint_dir": str(self.store.folder / "checkpoints"), "checkpoint_every_s": self.checkpoint_every_s}
         jobs = [
             BatchJob(suite.epochs, suite.budget_s, batch, self.device, self.cache_dir, self.metric_classes,
                      verbose=self.verbose, torch_threads=threads, grace_s=self.grace_s,
-                     max_solver_steps=suite.max_solver_steps)
+                     max_solver_steps=suite.max_solver_steps, **checkpoints)
             for batch in plan_batches(todo)
         ]
         try:

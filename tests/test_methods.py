@@ -272,7 +272,7 @@ def test_fit_batch_members_equal_their_variant_alone(shared, request):
         np.testing.assert_allclose(forecast[b], alone.forecast(tasks[name].forecast_t)[0], rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("solver", ["heun", "tsit5"])
+@pytest.mark.parametrize("solver", ["heun", "tsit5", "rodas5p"])
 def test_vanilla_node_batches_across_normalisation(solver, task, other_task):
     variants = [(True, task), (False, other_task)]
     members = [BatchMember(VanillaNODE.Params(**SMALL, normalise=n, solver=solver), t, 0) for n, t in variants]

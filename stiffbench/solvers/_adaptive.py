@@ -66,38 +66,66 @@ class AbstractAdaptiveSolver(ABC):
         """The dense output at t_n + theta h, theta in [0, 1]."""
 
 
+def rms(ratio: torch.Tensor) -> torch.Tensor:
+    """Each trajectory's RMS over the last dim of `ratio`, keeping that dim (shape (..., 1))."""
+    with torch.no_grad():
+        return ratio.square().mean(-1, keepdim=True).sqrt()
+
+
 def error_norm(ratio: torch.Tensor) -> float:
     """Max over trajectories (leading dims) of the RMS over the last dim of `ratio` (NaN propagates)."""
+    return float(rms(ratio).max())
+
+
+def scaled_ratio(err, y0, y1, rtol: float, atol: float) -> torch.Tensor:
+    """err / (atol + rtol max(|y_n|, |y_{n+1}|)), whose norm is the step's EEst."""
     with torch.no_grad():
-        return float(ratio.square().mean(-1).sqrt().max())
+        return err / (atol + rtol * torch.maximum(y0.abs(), y1.abs()))
 
 
 def scaled_error(err, y0, y1, rtol: float, atol: float) -> float:
     """EEst = error_norm(err / (atol + rtol max(|y_n|, |y_{n+1}|)))."""
-    with torch.no_grad():
-        return error_norm(err / (atol + rtol * torch.maximum(y0.abs(), y1.abs())))
+    return error_norm(scaled_ratio(err, y0, y1, rtol, atol))
+
+
+def step_factor(eest, error_order: int):
+    """The controller's factor clamp(0.9 EEst^(-1/(q+1)), 0.2, 10) (10 at EEst = 0; 0.2 when EEst is
+    not finite), for a float or elementwise for a tensor."""
+    if isinstance(eest, torch.Tensor):
+        factor = (SAFETY * eest.pow(-1.0 / (error_order + 1))).clamp(MIN_FACTOR, MAX_FACTOR)
+        return torch.where(eest.isfinite(), torch.where(eest == 0, MAX_FACTOR, factor), MIN_FACTOR)
+    if not math.isfinite(eest):
+        return MIN_FACTOR
+    factor = MAX_FACTOR if eest == 0 else SAFETY * eest ** (-1.0 / (error_order + 1))
+    return min(MAX_FACTOR, max(MIN_FACTOR, factor))
 
 
 def next_step(h: float, eest: float, error_order: int) -> float:
     """The standard controller; a non-finite estimate shrinks h by the minimal factor."""
-    if not math.isfinite(eest):
-        return h * MIN_FACTOR
-    factor = MAX_FACTOR if eest == 0 else SAFETY * eest ** (-1.0 / (error_order + 1))
-    return h * min(MAX_FACTOR, max(MIN_FACTOR, factor))
+    return h * step_factor(eest, error_order)
 
 
-def initial_step(f: Field, t0: float, y0: torch.Tensor, order: int, rtol: float, atol: float) -> float:
-    """Hairer's starting step (Solving ODEs I, II.4): two extra f evaluations, no graph."""
+def initial_step(
+    f: Field, t0: float, y0: torch.Tensor, order: int, rtol: float, atol: float, per_trajectory: bool = False
+):
+    """Hairer's starting step (Solving ODEs I, II.4): two extra f evaluations, no graph.
+
+    Shared (default): one float from norms maxed over the trajectories. per_trajectory: each
+    trajectory's own step from its own norms, float64 of shape (..., 1); f then gets per-trajectory
+    times of that shape (in y0's dtype)."""
     with torch.no_grad():
         scale = atol + rtol * y0.abs()
+        norm = (lambda r: rms(r).double()) if per_trajectory else (lambda r: rms(r).max().double())  # noqa: E731
         f0 = f(t0, y0)
-        d0, d1 = error_norm(y0 / scale), error_norm(f0 / scale)
-        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-        f1 = f(t0 + h0, y0 + h0 * f0)
-        d2 = error_norm((f1 - f0) / scale) / h0
-        big = max(d1, d2)
-        h1 = max(1e-6, 1e-3 * h0) if big <= 1e-15 else (0.01 / big) ** (1.0 / (order + 1))
-        return min(100 * h0, h1)
+        d0, d1 = norm(y0 / scale), norm(f0 / scale)
+        h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
+        t1 = (t0 + h0).to(y0.dtype) if per_trajectory else t0 + float(h0)
+        f1 = f(t1, y0 + h0.to(y0.dtype) * f0)
+        d2 = norm((f1 - f0) / scale) / h0
+        big = torch.maximum(d1, d2)
+        h1 = torch.where(big <= 1e-15, (1e-3 * h0).clamp(min=1e-6), (0.01 / big) ** (1.0 / (order + 1)))
+        h = torch.minimum(100 * h0, h1)
+        return h if per_trajectory else float(h)
 
 
 @dataclass

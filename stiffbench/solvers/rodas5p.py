@@ -13,7 +13,8 @@ J comes from reverse-mode AD (n vector-Jacobian products, vmapped) or a given `j
 from reverse mode too (see `derivatives`); one batched LU of the (..., n, n) matrices per step,
 one LU solve per stage. All of it is differentiable by autograd, so backprop through the steps is
 the exact gradient of the discrete solver (it differentiates J too: second derivatives of f).
-The vector field must accept t as a Python float or a 0-d tensor. State and time are float64
+The vector field must accept t as a Python float or a 0-d tensor (or, with per-trajectory h and t
+of shape (..., 1) as `solve_independent` passes them, such a tensor). State and time are float64
 (ValueError otherwise): I/(h gamma) - J is ill-conditioned on stiff steps and the C/h terms are
 large (|C| up to ~150), so the stages lose digits that float32 cannot spare.
 Step-size control, shared by the batch: `_adaptive` (EEst = RMS norm of k_8 / (atol + rtol max(|y_n|,
@@ -67,6 +68,7 @@ H = (
 )
 
 Jacobian = Callable[[float, torch.Tensor], torch.Tensor]
+Jet = Callable[[float, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 def _combine(weights, ks, scale: float = 1.0):
@@ -75,13 +77,18 @@ def _combine(weights, ks, scale: float = 1.0):
 
 
 class Rodas5P(AbstractAdaptiveSolver):
-    """Rodas5P step. jac: optional analytic J(t, y) of shape (..., n, n) (f_t is still by AD)."""
+    """Rodas5P step. jac: optional analytic J(t, y) of shape (..., n, n) (f_t is still by AD);
+    jet: optional (f, J, f_t)(t, y) all at once, e.g. by forward-mode propagation through a network
+    (`stiffbench.nn.mlp_jet`), replacing the reverse-mode derivatives altogether."""
 
     order = 5
     error_order = 4
 
-    def __init__(self, jac: Jacobian | None = None):
+    def __init__(self, jac: Jacobian | None = None, jet: Jet | None = None):
+        if jac is not None and jet is not None:
+            raise ValueError("give Rodas5P either jac or jet, not both")
         self.jac = jac
+        self.jet = jet
 
     def init(self, f: Field, t0: float, y0: torch.Tensor) -> None:
         if y0.dtype != torch.float64:
@@ -96,7 +103,9 @@ class Rodas5P(AbstractAdaptiveSolver):
         with ordinary autograd (J and f_t stay differentiable in y and in f's parameters) and,
         unlike torch.autograd.grad, never traverse the graph of earlier steps.
         """
-        tt = torch.tensor(t, dtype=y.dtype, device=y.device)
+        if self.jet is not None:
+            return self.jet(t, y)
+        tt = t if isinstance(t, torch.Tensor) else torch.tensor(t, dtype=y.dtype, device=y.device)
         if self.jac is None:
             n = y.shape[-1]
             f0, pullback = vjp(f, tt, y)
@@ -105,12 +114,14 @@ class Rodas5P(AbstractAdaptiveSolver):
         else:
             f0, pullback = vjp(lambda s: f(s, y), tt)
             J = self.jac(t, y)
-        return f0, J, grad(lambda v: pullback(v)[0])(torch.zeros_like(f0))
+        # per-trajectory times: trajectory b's f depends on t_b only, so the sum's gradient is each f_t
+        return f0, J, grad(lambda v: pullback(v)[0].sum())(torch.zeros_like(f0))
 
     def step(self, f: Field, t: float, y: torch.Tensor, h: float, carry: None) -> Step:
         f0, J, f_t = self.derivatives(f, t, y)
         eye = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
-        lu, pivots = torch.linalg.lu_factor(eye / (h * GAMMA) - J)
+        h_matrix = h.unsqueeze(-1) if isinstance(h, torch.Tensor) else h  # per-trajectory h (..., 1)
+        lu, pivots = torch.linalg.lu_factor(eye / (h_matrix * GAMMA) - J)
         ks: list[torch.Tensor] = []
         for i in range(8):
             stage = f0 if i == 0 else f(t + c[i] * h, y + _combine(A[i], ks))

@@ -1,0 +1,87 @@
+"""Training checkpoints: an interrupted fit resumes from its last checkpoint and ends with exactly
+the result of an uninterrupted fit; unreadable checkpoints are ignored; the runner removes a
+batch's checkpoint once its results are stored; `stiffbench run` resumes a killed batch."""
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from stiffbench.api import FitConfig
+from stiffbench.checkpoint import Checkpointer, checkpoint_path
+from stiffbench_methods.pinode_sr import PINODESR
+from stiffbench_methods.vanilla_node import VanillaNODE
+from stiffbench_methods.vanilla_pinn import VanillaPINN
+from test_methods import SMALL, task  # noqa: F401  (fixture)
+
+EPOCHS = 7
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after(epoch_to_stop: int):
+    def progress(epoch, loss):
+        if epoch == epoch_to_stop:
+            raise Interrupted
+
+    return progress
+
+
+@pytest.mark.parametrize(("method_cls", "params"), [(VanillaNODE, {"solver": "tsit5"}), (PINODESR, {}),
+                                                    (VanillaPINN, {})], ids=["node-tsit5", "pinode_sr", "pinn"])
+def test_resumed_fit_equals_uninterrupted_fit(method_cls, params, task, tmp_path):  # noqa: F811
+    method = method_cls({**SMALL, **params})
+    straight = method.fit(task, [0, 1], FitConfig(epochs=EPOCHS))
+    ckpt = Checkpointer(tmp_path / "batch.pt", every_s=0.0)
+    with pytest.raises(Interrupted):
+        method.fit(task, [0, 1], FitConfig(epochs=EPOCHS, checkpoint=ckpt, progress=interrupt_after(4)))
+    assert ckpt.path.exists()
+    # the checkpoint is saved after each epoch's check: epoch 3 is the last one saved before the interrupt
+    seen = []
+    resumed = method.fit(task, [0, 1], FitConfig(epochs=EPOCHS, checkpoint=Checkpointer(ckpt.path, every_s=0.0),
+                                                 progress=lambda epoch, loss: seen.append(epoch)))
+    assert seen == list(range(4, EPOCHS + 1))
+    np.testing.assert_array_equal(resumed.loss_history, straight.loss_history)
+    np.testing.assert_array_equal(resumed.forecast(task.forecast_t), straight.forecast(task.forecast_t))
+
+
+def test_unreadable_checkpoint_starts_over(task, tmp_path):  # noqa: F811
+    path = tmp_path / "batch.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(RuntimeWarning, match="unreadable training checkpoint"):
+        model = VanillaNODE(SMALL).fit(task, [0], FitConfig(epochs=3, checkpoint=Checkpointer(path, every_s=0.0)))
+    assert model.loss_history.shape == (3, 1)
+
+
+def test_checkpoint_names_depend_on_the_cells_only():
+    assert checkpoint_path("d", ["b", "a"]) == checkpoint_path("d", ["a", "b"]) != checkpoint_path("d", ["a"])
+
+
+def test_runner_removes_checkpoints_and_cli_resumes_a_killed_batch(tmp_path):
+    from test_executors import cli, count_cells
+
+    suite = tmp_path / "long.toml"
+    suite.write_text(
+        'seeds = [0]\nepochs = 400\n[[systems]]\nname = "hh"\n'
+        'params = { extrapolation = [14.68, 20.0], long = [20.0, 25.0] }\n'
+        '[[methods]]\nlabel = "node"\nmethod = "vanilla_node"\n'
+        'params = { hidden = [8], solver = "heun", compile = false }\n'
+    )
+    store = tmp_path / "stiffbench-results"
+    args = ("run", "--suite", str(suite), "--executor", "serial", "--checkpoint-every", "0.2")
+    proc = cli(tmp_path, None, *args)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((store / "checkpoints").glob("*.pt")):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list((store / "checkpoints").glob("*.pt")), "no checkpoint was written before the kill"
+    rerun = cli(tmp_path, None, *args)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert "resuming from epoch" in err
+    assert count_cells(store) == 1 and not list((store / "checkpoints").glob("*"))

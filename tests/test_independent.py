@@ -1,0 +1,88 @@
+"""solve_independent: B trajectories in one batched loop, each with its own step-size control,
+give what each gives solved alone by solve_adaptive (same steps, same rejections, same outputs
+and gradients); the step budget; the forward-mode Jacobian that Rodas5P uses for networks."""
+
+import pytest
+import torch
+
+from stiffbench.nn import BatchedMLP, TimeMLPField
+from stiffbench.solvers._adaptive import StepLimitExceeded, solve_adaptive
+from stiffbench.solvers.independent import solve_independent
+from stiffbench.solvers.rodas5p import Rodas5P
+from stiffbench.solvers.tsit5 import Tsit5
+
+F64 = torch.float64
+SOLVERS = {"tsit5": Tsit5, "rodas5p": Rodas5P}
+MU = (1.0, 5.0, 20.0)  # van der Pol stiffness per trajectory: very different step sequences
+
+
+def van_der_pol(mu):
+    """Forced van der Pol, one mu per trajectory; t a float, 0-d tensor or per-trajectory (B, 1)."""
+    mu = torch.tensor(mu, dtype=F64).reshape(-1, 1)
+
+    def f(t, y):
+        x, v = y[..., :1], y[..., 1:]
+        forcing = 0.1 * torch.sin(torch.as_tensor(t, dtype=F64)) * torch.ones_like(x)
+        return torch.cat([v, mu * (1 - x**2) * v - x + forcing], -1)
+
+    return f
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_each_trajectory_equals_its_own_solve(name):
+    y0 = torch.tensor([[2.0, 0.0], [1.5, 0.5], [2.0, -1.0]], dtype=F64, requires_grad=True)
+    t_out = torch.linspace(0, 5, 51, dtype=F64).tolist()
+    batch = solve_independent(SOLVERS[name](), van_der_pol(MU), y0, t_out, rtol=1e-6, atol=1e-8)
+    assert batch.shape == (51, 3, 2)
+    grads = torch.autograd.grad(batch.square().sum(), y0)[0]
+    steps = []
+    for b, mu in enumerate(MU):
+        y0_b = y0[b : b + 1].detach().clone().requires_grad_()
+        alone = solve_adaptive(SOLVERS[name](), van_der_pol([mu]), y0_b, t_out, rtol=1e-6, atol=1e-8)
+        steps.append(alone.n_steps)
+        assert alone.n_rejected > 0 or b > 0  # the comparison covers rejected steps
+        torch.testing.assert_close(batch[:, b], alone.ys[:, 0], rtol=1e-13, atol=1e-13)
+        grad_b = torch.autograd.grad(alone.ys.square().sum(), y0_b)[0]
+        torch.testing.assert_close(grads[b], grad_b[0], rtol=1e-11, atol=1e-11)
+    assert len(set(steps)) > 1  # the trajectories really took different step sequences
+
+
+def test_step_budget_counts_each_trajectory():
+    y0 = torch.tensor([[2.0, 0.0], [2.0, 0.0]], dtype=F64)
+    t_out = [0.0, 5.0]
+    easy = solve_adaptive(Tsit5(), van_der_pol([1.0]), y0[:1], t_out, rtol=1e-6, atol=1e-8)
+    budget = easy.n_steps + easy.n_rejected
+    solve_independent(Tsit5(), van_der_pol([1.0, 1.0]), y0, t_out, rtol=1e-6, atol=1e-8, max_steps=budget)
+    with pytest.raises(StepLimitExceeded, match="trajectory 1"):
+        solve_independent(Tsit5(), van_der_pol([1.0, 20.0]), y0, t_out, rtol=1e-6, atol=1e-8, max_steps=budget)
+
+
+def test_trivial_span_and_shape_checks():
+    y0 = torch.ones(2, 2, dtype=F64)
+    assert solve_independent(Tsit5(), van_der_pol(MU[:2]), y0, [1.0]).shape == (1, 2, 2)
+    with pytest.raises(ValueError, match=r"shape \(B, n\)"):
+        solve_independent(Tsit5(), van_der_pol(MU[:1]), y0[0], [0.0, 1.0])
+
+
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_network_jet_equals_reverse_mode_derivatives(layer_norm):
+    """TimeMLPField.jet (forward mode) against Rodas5P's reverse-mode (f, J, f_t), per-model times."""
+    mlp = BatchedMLP([4, 8, 16, 3], [0, 1], layer_norm, F64)
+    ws, bs = mlp.folded_layers()
+    z_shift = torch.randn(2, 1, 3, dtype=F64)
+    t_shift = torch.rand(2, 1, 1, dtype=F64)
+    field = TimeMLPField(layer_norm)
+    net = field.prepare((ws[0][:, :3], *ws[1:], *bs, ws[0][:, 3:], z_shift, t_shift))
+    y = torch.randn(2, 3, dtype=F64)
+    t = torch.tensor([[0.3], [1.7]], dtype=F64)
+    f = lambda s, z: field.evaluate(net, s, z.unsqueeze(1))[0].squeeze(1)  # noqa: E731
+    f0, J, f_t = Rodas5P().derivatives(f, t, y)
+    out, J_fwd, f_t_fwd = field.jet(net, t, y.unsqueeze(1))
+    torch.testing.assert_close(out.squeeze(1), f0, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(J_fwd, J, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(f_t_fwd, f_t, rtol=1e-12, atol=1e-12)
+    # finite differences on one entry of J, as an independent check of both
+    eps = 1e-6
+    shifted = y.clone()
+    shifted[:, 1] += eps
+    torch.testing.assert_close((f(t, shifted) - f(t, y)) / eps, J[:, :, 1], rtol=1e-4, atol=1e-5)
