@@ -61,27 +61,27 @@ def test_checkpoint_names_depend_on_the_cells_only():
 
 
 def test_runner_removes_checkpoints_and_cli_resumes_a_killed_batch(tmp_path):
+    import fake_plugins
     from test_executors import cli, count_cells
 
+    site = tmp_path / "site"
+    fake_plugins.fake_distribution(site)
     suite = tmp_path / "long.toml"
     suite.write_text(
-        'seeds = [0]\nepochs = 400\n[[systems]]\nname = "hh"\n'
-        'params = { extrapolation = [14.68, 20.0], long = [20.0, 25.0] }\n'
-        '[[methods]]\nlabel = "node"\nmethod = "vanilla_node"\n'
-        'params = { hidden = [8], solver = "heun", compile = false }\n'
+        'seeds = [0, 1]\nepochs = 1000\n[[systems]]\nname = "damped_oscillator"\n'
+        '[[methods]]\nlabel = "node"\nmethod = "vanilla_node"\nparams = { hidden = [8], compile = false }\n'
     )
     store = tmp_path / "stiffbench-results"
-    args = ("run", "--suite", str(suite), "--executor", "serial", "--checkpoint-every", "0.2")
-    proc = cli(tmp_path, None, *args)
+    args = ("run", "--suite", str(suite), "--executor", "serial", "--checkpoint-every", "0.1")
+    proc = cli(tmp_path, site, *args)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((store / "checkpoints").glob("*.pt")):
-        time.sleep(0.1)
-    time.sleep(0.5)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list((store / "checkpoints").glob("*.pt")), "no checkpoint was written before the kill"
-    rerun = cli(tmp_path, None, *args)
+    rerun = cli(tmp_path, site, *args)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert "resuming from epoch" in err
-    assert count_cells(store) == 1 and not list((store / "checkpoints").glob("*"))
+    assert count_cells(store) == 2 and not list((store / "checkpoints").glob("*"))

@@ -10,8 +10,8 @@ OrdinaryDiffEq.jl (technical notes §3.1), with J = df/dy and f_t = df/dt at (t_
     y(theta) = (1 - theta) y_n + theta (y_{n+1} + (1 - theta)(K_1 + theta (K_2 + theta K_3))),  K_j = sum_i H[j,i] k_i.
 
 J comes from reverse-mode AD (n vector-Jacobian products, vmapped) or a given `jac(t, y)`, f_t
-from reverse mode too (see `derivatives`); one batched LU of the (..., n, n) matrices per step,
-one LU solve per stage. All of it is differentiable by autograd, so backprop through the steps is
+from reverse mode too (see `derivatives`), or both from a forward-mode `jet`; one batched inverse
+(LU) of the (..., n, n) matrices per step, applied to each stage. All of it is differentiable by autograd, so backprop through the steps is
 the exact gradient of the discrete solver (it differentiates J too: second derivatives of f).
 The vector field must accept t as a Python float or a 0-d tensor (or, with per-trajectory h and t
 of shape (..., 1) as `solve_independent` passes them, such a tensor). State and time are float64
@@ -23,6 +23,7 @@ Step-size control, shared by the batch: `_adaptive` (EEst = RMS norm of k_8 / (a
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -71,9 +72,11 @@ Jacobian = Callable[[float, torch.Tensor], torch.Tensor]
 Jet = Callable[[float, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def _combine(weights, ks, scale: float = 1.0):
-    """scale * sum_i weights[i] ks[i]."""
-    return scale * sum((w * k for w, k in zip(weights[1:], ks[1:])), weights[0] * ks[0])
+@functools.cache
+def _coefficients(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Per stage i = 1..7 the (2, i) matrix [A[i]; C[i]], and at index 8 the (4, 8) matrix [B; H]."""
+    as_t = lambda rows: torch.tensor(rows, dtype=dtype, device=device)  # noqa: E731
+    return (None, *(as_t([A[i], C[i]]) for i in range(1, 8)), as_t([B, *H]))
 
 
 class Rodas5P(AbstractAdaptiveSolver):
@@ -118,19 +121,28 @@ class Rodas5P(AbstractAdaptiveSolver):
         return f0, J, grad(lambda v: pullback(v)[0].sum())(torch.zeros_like(f0))
 
     def step(self, f: Field, t: float, y: torch.Tensor, h: float, carry: None) -> Step:
+        """One step. The stage sums sum_j A[i,j] k_j and sum_j C[i,j] k_j are one small matrix
+        product of the stacked stages each (`_coefficients`), and W = I/(h gamma) - J is inverted
+        once (LU with partial pivoting) and applied to each stage's right-hand side: under
+        autograd this records a few operations per stage instead of dozens."""
         f0, J, f_t = self.derivatives(f, t, y)
         eye = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
         h_matrix = h.unsqueeze(-1) if isinstance(h, torch.Tensor) else h  # per-trajectory h (..., 1)
-        lu, pivots = torch.linalg.lu_factor(eye / (h_matrix * GAMMA) - J)
+        w_inv = torch.linalg.inv(eye / (h_matrix * GAMMA) - J)
+        coefficients = _coefficients(y.dtype, y.device)
         ks: list[torch.Tensor] = []
         for i in range(8):
-            stage = f0 if i == 0 else f(t + c[i] * h, y + _combine(A[i], ks))
-            rhs = stage + (h * d[i]) * f_t if d[i] != 0.0 else stage
-            if i > 0:
-                rhs = rhs + _combine(C[i], ks, 1.0 / h)
-            ks.append(torch.linalg.lu_solve(lu, pivots, rhs.unsqueeze(-1)).squeeze(-1))
-        y_new = y + _combine(B, ks)
-        return Step(y_new, ks[7], tuple(_combine(row, ks) for row in H), None)
+            if i == 0:
+                rhs = f0 + (h * d[0]) * f_t
+            else:
+                sums = coefficients[i] @ torch.stack(ks, -2)  # (..., 2, n): the A and C sums
+                stage = f(t + c[i] * h, y + sums[..., 0, :])
+                rhs = stage + sums[..., 1, :] / h
+                if d[i] != 0.0:
+                    rhs = rhs + (h * d[i]) * f_t
+            ks.append((w_inv @ rhs.unsqueeze(-1)).squeeze(-1))
+        out = coefficients[8] @ torch.stack(ks, -2)  # (..., 4, n): sum B_i k_i and the dense K_1..K_3
+        return Step(y + out[..., 0, :], ks[7], (out[..., 1, :], out[..., 2, :], out[..., 3, :]), None)
 
     def interpolate(self, y0: torch.Tensor, y1: torch.Tensor, dense, theta: float) -> torch.Tensor:
         K1, K2, K3 = dense
