@@ -358,7 +358,8 @@ def rollout(
     if p.gradient == "backprop":
         limit = {} if max_steps is None else {"max_steps": max_steps}
         solver = Rodas5P(jet=field.jet(params)) if p.solver == "rodas5p" else Tsit5()
-        ys = solve_independent(solver, field.evaluator(params), y0, times, rtol=p.rtol, atol=p.atol, **limit)
+        f = field.evaluator(params)
+        ys = solve_independent(solver, f, y0, times, rtol=p.rtol, atol=p.atol, compile=compile, **limit)
         return ys.transpose(0, 1)
     groups = [slice(None)] if p.solver == "heun" else [slice(b, b + 1) for b in range(len(y0))]
     options = solve_options(p, dt, max_steps)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import stiffbench.solvers._compile as _compile
 import stiffbench.solvers.heun as heun
 from stiffbench.nn import BatchedMLP, TimeMLPField
 from stiffbench.solvers.heun import heun_adjoint_rollout, heun_forecast, heun_rollout
@@ -139,7 +140,7 @@ def test_compiled_adjoint_rollout_equals_eager(monkeypatch):
     field, params = mlp_field(True)
     y0 = torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     out, ref, grads, ref_grads = adjoint_and_autograd(field, params, y0, 7, compile=True)
-    assert not heun._compile_failed, heun._compile_failed
+    assert not _compile.compile_failed, _compile.compile_failed
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10 * r.abs().max().item())
@@ -152,8 +153,8 @@ def test_failed_compilation_warns_and_runs_eagerly(monkeypatch):
 
         return fail
 
-    monkeypatch.setattr(heun, "_compiled", broken)
-    monkeypatch.setattr(heun, "_compile_failed", [])
+    monkeypatch.setattr(_compile, "compiled", broken)
+    monkeypatch.setattr(_compile, "compile_failed", [])
     monkeypatch.setattr(heun, "CHUNK_STEPS", 2)
     field, params = mlp_field(False)
     y0 = torch.zeros(3, 3, dtype=torch.float64)

@@ -5,6 +5,7 @@ and gradients); the step budget; the forward-mode Jacobian that Rodas5P uses for
 import pytest
 import torch
 
+import stiffbench.solvers._compile as _compile
 from stiffbench.nn import BatchedMLP, TimeMLPField
 from stiffbench.solvers._adaptive import StepLimitExceeded, solve_adaptive
 from stiffbench.solvers.independent import solve_independent
@@ -86,3 +87,15 @@ def test_network_jet_equals_reverse_mode_derivatives(layer_norm):
     shifted = y.clone()
     shifted[:, 1] += eps
     torch.testing.assert_close((f(t, shifted) - f(t, y)) / eps, J[:, :, 1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compiler stack
+def test_compiled_step_equals_eager():
+    y0 = torch.tensor([[2.0, 0.0], [1.5, 0.5]], dtype=F64, requires_grad=True)
+    t_out = [0.0, 0.5, 1.0]
+    eager = solve_independent(Tsit5(), van_der_pol(MU[:2]), y0, t_out, rtol=1e-6, atol=1e-8)
+    compiled = solve_independent(Tsit5(), van_der_pol(MU[:2]), y0, t_out, rtol=1e-6, atol=1e-8, compile=True)
+    assert not _compile.compile_failed, _compile.compile_failed
+    torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12)
+    grads = [torch.autograd.grad(out.square().sum(), y0)[0] for out in (compiled, eager)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-10)

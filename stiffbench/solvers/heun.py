@@ -14,11 +14,11 @@ which dominates small-network rollouts.
 
 from __future__ import annotations
 
-import functools
-import warnings
 from typing import Any, Callable, Protocol
 
 import torch
+
+from stiffbench.solvers._compile import maybe_compiled
 
 Field = Callable[[float, torch.Tensor], torch.Tensor]
 
@@ -184,20 +184,6 @@ def _backward_chunk(field, net, lam, grad_states, residuals, h: float):
     return lam, tuple(torch.cat(parts, 1) for parts in zip(*cotangents))
 
 
-_compile_failed: list[str] = []  # the first compilation error of this process, if any
-
-
-@functools.cache
-def _compiled(fn):
-    return torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
-
-
 def _run(fn, compile: bool, chunk: slice, *args):
     """fn(*args), compiled when asked and the chunk is full-length (one compiled shape per run)."""
-    if compile and chunk.stop - chunk.start == CHUNK_STEPS and not _compile_failed:
-        try:
-            return _compiled(fn)(*args)
-        except Exception as exc:  # no C++ compiler, unsupported platform, ...: eager gives the same numbers
-            _compile_failed.append(repr(exc))
-            warnings.warn(f"torch.compile failed, running the Heun rollout eagerly: {exc!r}", RuntimeWarning)
-    return fn(*args)
+    return maybe_compiled(fn, compile and chunk.stop - chunk.start == CHUNK_STEPS, *args)

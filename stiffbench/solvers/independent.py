@@ -35,6 +35,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from stiffbench.solvers._adaptive import (
     AbstractAdaptiveSolver,
     Field,
+    Step,
     StepLimitExceeded,
     as_times,
     initial_step,
@@ -42,6 +43,7 @@ from stiffbench.solvers._adaptive import (
     scaled_ratio,
     step_factor,
 )
+from stiffbench.solvers._compile import maybe_compiled
 
 
 def solve_independent(
@@ -53,12 +55,16 @@ def solve_independent(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     max_steps: int = 100_000,
+    compile: bool = False,
 ) -> torch.Tensor:
     """States of the B trajectories y0 (B, n) at the output times, shape (len(t_out), B, n).
 
     Each trajectory is integrated with its own adaptive steps from t_out[0]. Raises
     StepLimitExceeded when any trajectory needs more than `max_steps` attempts (accepted plus
-    rejected), as its own solve would. Differentiable by plain autograd.
+    rejected), as its own solve would. Differentiable by plain autograd. compile: run the
+    solver's step through torch.compile (forward and backward; about 3x faster per step for the
+    paper's network after ~30 s of compilation; the same arithmetic reordered, so step decisions
+    can differ from eager ones where an error estimate sits at rounding distance from 1).
     """
     ts_out = as_times(t_out)
     if y0.dim() != 2:
@@ -85,7 +91,7 @@ def solve_independent(
             )
         last = t + 1.01 * h >= t_end
         h_try = torch.where(done, h_safe, torch.where(last, t_end - t, h))
-        step, eest = _attempt(solver, f, t, y, h_try, carry, rtol, atol)
+        step, eest = _attempt(solver, f, t, y, h_try, carry, rtol, atol, compile)
         accept = ~done & (eest <= 1.0)
         attempts += (~done).long()
         h_next = h_try * step_factor(eest, solver.error_order)
@@ -100,19 +106,24 @@ def solve_independent(
     return _outputs(solver, y0, ts_out, steps)
 
 
-def _attempt(solver, f, t, y, h_try, carry, rtol, atol):
+def _attempt(solver, f, t, y, h_try, carry, rtol, atol, compile: bool):
     """One batched step and each trajectory's EEst (float64, (B, 1); NaN where not finite). A step
     with a non-finite state or estimate in some trajectory is redone with that trajectory's h
     scaled by 1e-3 (its result is discarded by the rejection either way), so no inf enters the
     graph; the returned EEst is still the original one."""
     dtype = y.dtype
-    step = solver.step(f, t.to(dtype), y, h_try.to(dtype), carry)
+    step = maybe_compiled(_step, compile, solver, f, t.to(dtype), y, h_try.to(dtype), carry)
     eest = rms(scaled_ratio(step.err, y, step.y, rtol, atol)).double()
     bad = ~(eest.isfinite() & step.y.detach().isfinite().all(-1, keepdim=True))
     if bool(bad.any()):
-        step = solver.step(f, t.to(dtype), y, torch.where(bad, 1e-3 * h_try, h_try).to(dtype), carry)
+        h_retry = torch.where(bad, 1e-3 * h_try, h_try).to(dtype)
+        step = maybe_compiled(_step, compile, solver, f, t.to(dtype), y, h_retry, carry)
         eest = torch.where(bad, torch.nan, eest)
     return step, eest
+
+
+def _step(solver: AbstractAdaptiveSolver, f: Field, t, y, h, carry) -> Step:
+    return solver.step(f, t, y, h, carry)
 
 
 def _where_tree(mask: torch.Tensor, new, old):
