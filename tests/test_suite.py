@@ -74,3 +74,15 @@ def test_paper_values_must_use_declared_keys(tmp_path):
     bad = good.replace("paper = { rmse_V = 3.12 }", "paper = { spike_f1 = 0.9 }")
     with pytest.raises(SuiteError, match="not declared in \\[paper\\] keys: spike_f1"):
         load_suite(write(tmp_path, bad))
+
+
+@pytest.mark.parametrize(("name", "n_variants"), [("quick", 3), ("paper", 14), ("paper-ablations", 2)])
+def test_builtin_suites_expand_into_valid_cells(name, n_variants):
+    """Every variant of every built-in suite validates against its plugins' parameters."""
+    from stiffbench.registry import Registry
+    from stiffbench.runner import expand_cells
+
+    suite = load_suite(name)
+    cells = expand_cells(suite, Registry())
+    assert len({c.label for c in cells}) == n_variants
+    assert len(cells) == n_variants * len(suite.seeds) and len({c.key for c in cells}) == len(cells)
