@@ -1,17 +1,22 @@
 """Cost of the differentiable solvers on the true HH right-hand side and on the paper's neural one
 (B = 5 trajectories, 200 steps of 0.01 ms through a spike's upstroke), forward only and forward +
-backward (backprop through the steps; `heun_adjoint` is stiffbench's discrete-adjoint Heun). The
-neural field runs in float32 (the paper's training dtype), except under Rodas5P, which needs float64."""
+backward (backprop through the fixed steps of Heun, RK4, Tsit5 and Rodas5P; `heun_adjoint` and
+`heun_backsolve` are stiffbench's hand-written reverse sweeps; `*_independent` the adaptive training
+solves with per-model step control). The neural field runs in float32 (the paper's training dtype), except under Rodas5P, which needs float64."""
 
 import pytest
 import torch
 
 from stiffbench.nn import BatchedMLP, TimeMLPField
 from stiffbench.solvers.heun import heun_adjoint_rollout
+from stiffbench.solvers.heun_backsolve import heun_backsolve_rollout
+from stiffbench.solvers.independent import solve_independent
+from stiffbench.solvers.rodas5p import Rodas5P
+from stiffbench.solvers.tsit5 import Tsit5
 from stiffbench_systems.hh import HodgkinHuxley
 
 B, N_STEPS, DT = 5, 200, 0.01
-SOLVERS = ["heun", "tsit5", "rodas5p"]
+SOLVERS = ["heun", "rk4", "tsit5", "rodas5p"]
 HH_ATOL = {"heun": 0.2}  # mV at the end, against the LSODA reference (default 1e-2)
 NEURAL_DTYPE = {"rodas5p": torch.float64}
 
@@ -66,9 +71,15 @@ def test_hh_forward_backward(benchmark, name):
 
 
 def neural_rollout(name: str):
-    """rollout(field, params, y0 (B, n)) -> (B, N_STEPS + 1, n) through the named solver."""
+    """rollout(field, params, y0 (B, n)) -> (B, N_STEPS + 1, n) through the named solver; the
+    `_independent` names are the adaptive training solves (per-model step control, rtol = atol =
+    1e-5, outputs at the N_STEPS + 1 grid times; Rodas5P with the forward-mode jet)."""
     if name == "heun_adjoint":
         return lambda field, params, y0: heun_adjoint_rollout(field, params, y0, 0.0, DT, N_STEPS)
+    if name == "heun_backsolve":
+        return lambda field, params, y0: heun_backsolve_rollout(field, params, y0, 0.0, DT, N_STEPS)
+    if name.endswith("_independent"):
+        return independent_rollout(name.removesuffix("_independent"))
     rollout = rollout_fn(name)
 
     def run(field, params, y0):
@@ -79,15 +90,35 @@ def neural_rollout(name: str):
     return run
 
 
+def independent_rollout(solver: str):
+    def run(field, params, y0):
+        net = field.prepare(params)
+        f = lambda t, y: field.evaluate(net, t, y.unsqueeze(1))[0].squeeze(1)  # noqa: E731
+        if solver == "rodas5p":
+            def jet(t, y):
+                out, J, f_t = field.jet(net, t, y.unsqueeze(1))
+                return out.squeeze(1), J, f_t
+            method = Rodas5P(jet=jet)
+        else:
+            method = Tsit5()
+        times = [k * DT for k in range(N_STEPS + 1)]
+        return solve_independent(method, f, y0, times, rtol=1e-5, atol=1e-5).transpose(0, 1)
+
+    return run
+
+
+NEURAL = [*SOLVERS, "heun_adjoint", "heun_backsolve", "tsit5_independent", "rodas5p_independent"]
+
+
 def neural_case(name):
     """(rollout, field, params, y0) for a solver on the neural HH right-hand side."""
-    dtype = NEURAL_DTYPE.get(name, torch.float32)
+    dtype = NEURAL_DTYPE.get(name.removesuffix("_independent"), torch.float32)
     field, params = neural_field(dtype)
     return neural_rollout(name), field, params, hh_start().to(dtype)
 
 
 @pytest.mark.benchmark(group="solver-neural-forward")
-@pytest.mark.parametrize("name", [*SOLVERS, "heun_adjoint"])
+@pytest.mark.parametrize("name", NEURAL)
 def test_neural_forward(benchmark, name):
     rollout, field, params, y0 = neural_case(name)
     with torch.no_grad():
@@ -97,7 +128,7 @@ def test_neural_forward(benchmark, name):
 
 
 @pytest.mark.benchmark(group="solver-neural-backward")
-@pytest.mark.parametrize("name", [*SOLVERS, "heun_adjoint"])
+@pytest.mark.parametrize("name", NEURAL)
 def test_neural_forward_backward(benchmark, name):
     rollout, field, params, y0 = neural_case(name)
 
