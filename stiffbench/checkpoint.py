@@ -36,11 +36,13 @@ def checkpoint_path(folder: str | Path, cell_keys: Iterable[str]) -> Path:
 @dataclass
 class Checkpointer:
     """Saves and loads one batch's training state at `path`, at most every `every_s` seconds;
-    `log` (if given) is told when training resumes from a checkpoint."""
+    `log` (if given) is told when training resumes from a checkpoint. `resumed_train_s`: the
+    training seconds the loaded state had already cost (its "train_s"), for the batch's timing."""
 
     path: Path
     every_s: float = DEFAULT_EVERY_S
     log: Callable[[str], None] | None = None
+    resumed_train_s: float = 0.0
     _last_save: float = field(default_factory=time.monotonic, repr=False)
 
     def load(self) -> dict[str, Any] | None:
@@ -56,6 +58,7 @@ class Checkpointer:
             return None
         if self.log is not None:
             self.log(f"resuming from epoch {state.get('epoch', '?')} of checkpoint {self.path}")
+        self.resumed_train_s = float(state.get("train_s", 0.0)) if isinstance(state, dict) else 0.0
         return state
 
     def due(self) -> bool:

@@ -145,7 +145,8 @@ def _fit_and_score(job, cells, method, systems, tasks, references, grid, config)
         else:
             members = [BatchMember(c.method.params, tasks[id(c.system)], c.seed) for c in cells]
             model = type(method).fit_batch(members, config)
-        train_s = (time.perf_counter() - t0) / len(cells)
+        resumed_s = config.checkpoint.resumed_train_s if config.checkpoint is not None else 0.0
+        train_s = (time.perf_counter() - t0 + resumed_s) / len(cells)  # including the time before a resume
         t1 = time.perf_counter()
         forecast = np.asarray(model.forecast(grid), dtype=np.float64)
         forecast_s = (time.perf_counter() - t1) / len(cells)

@@ -10,6 +10,7 @@ import pytest
 
 from stiffbench.api import FitConfig
 from stiffbench.checkpoint import Checkpointer, checkpoint_path
+from stiffbench.store import Store
 from stiffbench_methods.pinode_sr import PINODESR
 from stiffbench_methods.vanilla_node import VanillaNODE
 from stiffbench_methods.vanilla_pinn import VanillaPINN
@@ -41,9 +42,11 @@ def test_resumed_fit_equals_uninterrupted_fit(method_cls, params, task, tmp_path
     assert ckpt.path.exists()
     # the checkpoint is saved after each epoch's check: epoch 3 is the last one saved before the interrupt
     seen = []
-    resumed = method.fit(task, [0, 1], FitConfig(epochs=EPOCHS, checkpoint=Checkpointer(ckpt.path, every_s=0.0),
+    resumer = Checkpointer(ckpt.path, every_s=0.0)
+    resumed = method.fit(task, [0, 1], FitConfig(epochs=EPOCHS, checkpoint=resumer,
                                                  progress=lambda epoch, loss: seen.append(epoch)))
     assert seen == list(range(4, EPOCHS + 1))
+    assert resumer.resumed_train_s > 0  # the seconds spent before the interruption, for the cell's timing
     np.testing.assert_array_equal(resumed.loss_history, straight.loss_history)
     np.testing.assert_array_equal(resumed.forecast(task.forecast_t), straight.forecast(task.forecast_t))
 
@@ -79,9 +82,14 @@ def test_runner_removes_checkpoints_and_cli_resumes_a_killed_batch(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert list((store / "checkpoints").glob("*.pt")), "no checkpoint was written before the kill"
+    checkpoints = list((store / "checkpoints").glob("*.pt"))
+    assert checkpoints, "no checkpoint was written before the kill"
+    spent_before = Checkpointer(checkpoints[0]).load()["train_s"]
     rerun = cli(tmp_path, site, *args)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert "resuming from epoch" in err
     assert count_cells(store) == 2 and not list((store / "checkpoints").glob("*"))
+    with Store(store) as results:
+        train_s = results._conn.execute("SELECT train_s FROM cells").fetchall()
+    assert all(t >= spent_before / 2 for (t,) in train_s)  # batch time / 2 cells, including the time before the kill
