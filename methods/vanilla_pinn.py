@@ -79,7 +79,9 @@ class VanillaPINN(AbstractMethod):
         obs = task.observations
         as_t = lambda a: torch.as_tensor(np.asarray(a, np.float64), dtype=dtype, device=device)  # noqa: E731
         t_obs, z_obs = as_t(obs.t), as_t(obs.y)
-        net = TimeNet(p, ObservationStats.of(obs), seeds, device)
+        stats = ObservationStats.of(obs)
+        net = TimeNet(p, stats, seeds, device)
+        obs_std = as_t(stats.z_std)
         on_obs = p.collocation == "observations"
         t_col = t_obs if on_obs else as_t(np.linspace(obs.t[0], obs.t[-1], p.n_collocation))
 
@@ -87,7 +89,7 @@ class VanillaPINN(AbstractMethod):
             z, dz = net.with_derivative(t_col)
             residual = dz - physics(t_col, z)
             fit_z = z if on_obs else net(t_obs.expand(len(seeds), -1))
-            return data_loss(fit_z, z_obs, p.data_loss) + p.lam * residual.square().sum(-1).mean(-1)
+            return data_loss(fit_z, z_obs, p.data_loss, obs_std) + p.lam * residual.square().sum(-1).mean(-1)
 
         history = train(net, losses, len(seeds), p.lr, config)
         return PINNModel(net, history)

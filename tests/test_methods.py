@@ -133,6 +133,18 @@ def test_data_loss_reductions(task):
     summed = fit(VanillaNODE, task, [0], epochs=1).loss_history[0, 0]
     mean = fit(VanillaNODE, task, [0], epochs=1, data_loss="mean_states").loss_history[0, 0]
     assert mean == pytest.approx(summed / 2, rel=1e-12)
+    for method_cls in (VanillaNODE, VanillaPINN):
+        assert np.isfinite(fit(method_cls, task, [0], epochs=2, data_loss="standardised").loss_history).all()
+
+
+def test_data_loss_by_hand():
+    """Two samples, two states: errors (1, 2) and (0, -1), observed stds (2, 0.5)."""
+    pred = torch.tensor([[[1.0, 2.0], [0.0, -1.0]]], dtype=torch.float64)
+    obs = torch.zeros(2, 2, dtype=torch.float64)
+    std = torch.tensor([[[2.0, 0.5]]], dtype=torch.float64)
+    assert neural_ode.data_loss(pred, obs, "sum_states", std).item() == pytest.approx((1 + 4 + 0 + 1) / 2)
+    assert neural_ode.data_loss(pred, obs, "mean_states", std).item() == pytest.approx(6 / 2 / 2)
+    assert neural_ode.data_loss(pred, obs, "standardised", std).item() == pytest.approx((0.25 + 16 + 0 + 4) / 2)
 
 
 def test_folded_vector_field_equals_normalised_mlp():
