@@ -1,6 +1,6 @@
 """How well each variant fits the training window [0, 14.68] ms: per-state RMSE of the stored
 forecasts against the clean reference there (mean ± std over the ok seeds), beside the RMSE of
-the noisy training observations themselves. A diagnostic for docs/paper-report.md: a model whose
+the noisy training observations themselves. A diagnostic for leaderboard/paper-report.md: a model whose
 gates miss the clean trajectory inside the training window cannot extrapolate them.
 
     python leaderboard/training_window_fit.py --suite paper --store leaderboard/paper-results
