@@ -94,8 +94,11 @@ class Rodas5P(AbstractAdaptiveSolver):
         self.jet = jet
 
     def init(self, f: Field, t0: float, y0: torch.Tensor) -> None:
+        """Checks the dtype and builds the coefficient tensors for y0's dtype and device (here, so that a
+        compiled `step` reads them as inputs instead of tracing their construction)."""
         if y0.dtype != torch.float64:
             raise ValueError(f"Rodas5P runs in float64; got a {y0.dtype} state (cast y0 and the vector field)")
+        self.coefficients = _coefficients(y0.dtype, y0.device)
 
     def derivatives(self, f: Field, t: float, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(f, J, f_t) at (t, y); J has shape (..., n, n), one Jacobian per trajectory.
@@ -129,7 +132,7 @@ class Rodas5P(AbstractAdaptiveSolver):
         eye = torch.eye(y.shape[-1], dtype=y.dtype, device=y.device)
         h_matrix = h.unsqueeze(-1) if isinstance(h, torch.Tensor) else h  # per-trajectory h (..., 1)
         w_inv = torch.linalg.inv(eye / (h_matrix * GAMMA) - J)
-        coefficients = _coefficients(y.dtype, y.device)
+        coefficients = getattr(self, "coefficients", None) or _coefficients(y.dtype, y.device)
         ks: list[torch.Tensor] = []
         for i in range(8):
             if i == 0:
