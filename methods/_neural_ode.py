@@ -316,6 +316,10 @@ class TrainingBatch:
     dt: float
     stats: list[ObservationStats]
 
+    def obs_std(self) -> torch.Tensor:
+        """Each member's observed per-state std, (B, 1, n): the scale of the 'standardised' data loss."""
+        return self.z.new_tensor(np.array([s.z_std for s in self.stats])).unsqueeze(1)
+
     @classmethod
     def of(cls, tasks: Sequence[TrainingTask], dtype: torch.dtype, device) -> "TrainingBatch":
         first = tasks[0].observations
@@ -422,7 +426,7 @@ class NeuralODEMethod(AbstractMethod):
         field = VectorField(p, stats, [m.seed for m in members], device)
         penalty = cls.penalty(members, batch)
         times = (batch.t0 + batch.dt * np.arange(len(batch.t))).tolist()
-        obs_std = batch.z.new_tensor(np.array([s.z_std for s in batch.stats])).unsqueeze(1)
+        obs_std = batch.obs_std()
 
         def losses() -> torch.Tensor:
             params = field.rollout_params()

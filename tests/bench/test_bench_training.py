@@ -62,8 +62,7 @@ def per_model_losses(field, batch, solver: str) -> "torch.Tensor":
         ps = tuple(p[b : b + 1] for p in params)
         ys = odeint_with_grad(field.evaluator(ps), batch.y0[b : b + 1], times, ps, solver, "backprop", rtol=1e-5, atol=1e-5)
         out.append(ys.transpose(0, 1))
-    obs_std = batch.z.new_tensor(np.array([s.z_std for s in batch.stats])).unsqueeze(1)
-    return data_loss(torch.cat(out), batch.z, "sum_states", obs_std)
+    return data_loss(torch.cat(out), batch.z, "sum_states", batch.obs_std())
 
 
 @pytest.mark.benchmark(group="adaptive-training-epoch")
