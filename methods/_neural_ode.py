@@ -358,7 +358,7 @@ def rollout(
     """The B models' states at `times` (uniform, step = the sampling step), (B, N, n), differentiable
     by p.gradient. heun: the hand-written reverse sweeps, exact discrete adjoint (backprop) or
     torchdiffeq's backsolve adjoint (backsolve); adaptive + backprop: one batched solve with each
-    model's own step-size control (`solve_independent`); interpolating: `odeint_with_grad`, one
+    model's own step-size control, finished models leaving the batch (`solve_independent`); interpolating: `odeint_with_grad`, one
     solve per model for the adaptive solvers (their step size is shared by whatever one solve holds)."""
     dt = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 1.0
     if p.solver == "heun" and p.gradient in ("backprop", "backsolve"):
@@ -366,9 +366,14 @@ def rollout(
         return rollout_fn(field.field, params, y0, times[0], dt, len(times) - 1, compile)
     if p.gradient == "backprop":
         limit = {} if max_steps is None else {"max_steps": max_steps}
-        solver = Rodas5P(jet=field.jet(params)) if p.solver == "rodas5p" else Tsit5()
-        f = field.evaluator(params)
-        ys = solve_independent(solver, f, y0, times, rtol=p.rtol, atol=p.atol, compile=compile, **limit)
+
+        def solver_and_field(ps: tuple[torch.Tensor, ...]):
+            return Rodas5P(jet=field.jet(ps)) if p.solver == "rodas5p" else Tsit5(), field.evaluator(ps)
+
+        restrict = lambda rows: solver_and_field(tuple(x[rows] for x in params))  # noqa: E731
+        ys = solve_independent(
+            *solver_and_field(params), y0, times, rtol=p.rtol, atol=p.atol, compile=compile, restrict=restrict, **limit
+        )
         return ys.transpose(0, 1)
     groups = [slice(None)] if p.solver == "heun" else [slice(b, b + 1) for b in range(len(y0))]
     options = solve_options(p, dt, max_steps)

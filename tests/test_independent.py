@@ -8,7 +8,7 @@ import torch
 import stiffbench.solvers._compile as _compile
 from stiffbench.nn import BatchedMLP, TimeMLPField
 from stiffbench.solvers._adaptive import StepLimitExceeded, solve_adaptive
-from stiffbench.solvers.independent import solve_independent
+from stiffbench.solvers.independent import _compacted_size, solve_independent
 from stiffbench.solvers.rodas5p import Rodas5P
 from stiffbench.solvers.tsit5 import Tsit5
 
@@ -48,14 +48,57 @@ def test_each_trajectory_equals_its_own_solve(name):
     assert len(set(steps)) > 1  # the trajectories really took different step sequences
 
 
-def test_step_budget_counts_each_trajectory():
-    y0 = torch.tensor([[2.0, 0.0], [2.0, 0.0]], dtype=F64)
+def restricting(solver_cls, mu, calls=None):
+    """A `restrict` for van_der_pol(mu) that records the rows it is asked for."""
+
+    def restrict(rows):
+        if calls is not None:
+            calls.append(rows.tolist())
+        return solver_cls(), van_der_pol([mu[i] for i in rows.tolist()])
+
+    return restrict
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_step_budget_counts_each_trajectory(compact):
+    y0 = torch.tensor([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0]], dtype=F64)
     t_out = [0.0, 5.0]
     easy = solve_adaptive(Tsit5(), van_der_pol([1.0]), y0[:1], t_out, rtol=1e-6, atol=1e-8)
     budget = easy.n_steps + easy.n_rejected
-    solve_independent(Tsit5(), van_der_pol([1.0, 1.0]), y0, t_out, rtol=1e-6, atol=1e-8, max_steps=budget)
-    with pytest.raises(StepLimitExceeded, match="trajectory 1"):
-        solve_independent(Tsit5(), van_der_pol([1.0, 20.0]), y0, t_out, rtol=1e-6, atol=1e-8, max_steps=budget)
+    mu = [1.0, 1.0, 1.0]
+    solve_independent(Tsit5(), van_der_pol(mu), y0, t_out, rtol=1e-6, atol=1e-8, max_steps=budget,
+                      restrict=restricting(Tsit5, mu) if compact else None)
+    mu = [1.0, 1.0, 20.0]  # with compaction trajectory 2 is row 0 of the last batch: the message names 2
+    with pytest.raises(StepLimitExceeded, match="trajectory 2"):
+        solve_independent(Tsit5(), van_der_pol(mu), y0, t_out, rtol=1e-6, atol=1e-8, max_steps=budget,
+                          restrict=restricting(Tsit5, mu) if compact else None)
+
+
+@pytest.mark.parametrize(
+    "unfinished, rows, expected",
+    [(6, 10, 10), (5, 10, 8), (3, 8, 4), (2, 4, 2), (1, 10, 1), (1, 2, 1), (1, 1, 1), (0, 10, 10)],
+)
+def test_compacted_size(unfinished, rows, expected):
+    """Shrink only once at most half the rows are unfinished, to a power of two that holds them."""
+    assert _compacted_size(unfinished, rows) == expected
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_finished_trajectories_leaving_the_batch_change_nothing(name):
+    """With `restrict`, the batch shrinks as trajectories finish (to 2 rows, then the slowest alone),
+    and states and gradients are bitwise those of the full-batch loop."""
+    mu = (1.0, 1.5, 2.0, 3.0, 30.0)
+    y0 = torch.tensor([[2.0, 0.0], [1.5, 0.5], [2.0, -1.0], [1.0, 1.0], [2.0, 0.0]], dtype=F64, requires_grad=True)
+    t_out = torch.linspace(0, 5, 51, dtype=F64).tolist()
+    full = solve_independent(SOLVERS[name](), van_der_pol(mu), y0, t_out, rtol=1e-6, atol=1e-8)
+    calls = []
+    compact = solve_independent(SOLVERS[name](), van_der_pol(mu), y0, t_out, rtol=1e-6, atol=1e-8,
+                                restrict=restricting(SOLVERS[name], mu, calls))
+    assert len(calls) >= 2 and len(calls[-1]) == 1
+    assert all(len(a) > len(b) for a, b in zip(calls, calls[1:]))
+    assert torch.equal(compact, full)
+    grads = [torch.autograd.grad(out.square().sum(), y0)[0] for out in (compact, full)]
+    assert torch.equal(grads[0], grads[1])
 
 
 def test_trivial_span_and_shape_checks():

@@ -16,8 +16,15 @@ import torch
 compile_failed: list[str] = []  # the first compilation error of this process, if any
 
 
+RECOMPILE_LIMIT = 64
+
+
 @functools.cache
 def compiled(fn):
+    """fn compiled for static shapes. Each (solver, batch shape) pair is its own compilation, and
+    a worker meets several (solve_independent's compacted batches, several batches per process):
+    dynamo's default limit of 8 per function would silently fall back to eager, hence 64."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     return torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
 
 

@@ -7,8 +7,10 @@ accept/reject decisions, exactly as if it were solved alone by `solve_adaptive` 
 same first step, same landing on the last output time); only the arithmetic is batched: every
 iteration attempts one step for every unfinished trajectory, with per-trajectory h (shape (B, 1)),
 and a finished trajectory idles. The cost is about max_b(attempts_b) batched steps instead of
-sum_b(attempts_b) single ones, and batched steps of small networks cost little more than single
-ones (per-operation overhead dominates).
+sum_b(attempts_b) single ones. Batched steps of small networks cost little more than single ones
+while per-operation overhead dominates, but not once the arithmetic does (Rodas5P's derivative
+and stage work grows with B): given `restrict`, finished trajectories leave the batch, so the
+long tail of a straggler runs on a small batch.
 
 The vector field gets per-trajectory times: a tensor of shape (B, 1) in the state's dtype (the
 field must treat row b of it as trajectory b's time). The solvers' `step` and `interpolate` take
@@ -26,11 +28,11 @@ under no_grad semantics (see `_attempt`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from stiffbench.solvers._adaptive import (
     AbstractAdaptiveSolver,
@@ -46,6 +48,9 @@ from stiffbench.solvers._adaptive import (
 from stiffbench.solvers._compile import maybe_compiled
 
 
+Restrict = Callable[[torch.Tensor], tuple[AbstractAdaptiveSolver, Field]]
+
+
 def solve_independent(
     solver: AbstractAdaptiveSolver,
     f: Field,
@@ -56,6 +61,7 @@ def solve_independent(
     atol: float = 1e-9,
     max_steps: int = 100_000,
     compile: bool = False,
+    restrict: Restrict | None = None,
 ) -> torch.Tensor:
     """States of the B trajectories y0 (B, n) at the output times, shape (len(t_out), B, n).
 
@@ -65,6 +71,14 @@ def solve_independent(
     solver's step through torch.compile (forward and backward; about 3x faster per step for the
     paper's network after ~30 s of compilation; the same arithmetic reordered, so step decisions
     can differ from eager ones where an error estimate sits at rounding distance from 1).
+
+    restrict(rows) -> (solver, f) for the trajectories `rows` (indices into 0..B-1, in that order)
+    lets finished trajectories leave the batch: once at most half of the rows still stepping are
+    unfinished, the loop continues on the smallest power-of-two number of rows that holds them
+    (`_compacted_size`; a few distinct batch shapes, each compiled once). A batch whose models
+    need very different step counts then costs about the slowest one's steps at the cost of a
+    small batch, not of the whole one (the step's arithmetic grows with B). Row b's arithmetic is
+    the same in any batch, so the results do not change (bitwise in eager mode).
     """
     ts_out = as_times(t_out)
     if y0.dim() != 2:
@@ -73,21 +87,22 @@ def solve_independent(
     if t_end == t0:
         return y0.unsqueeze(0)
     n_traj = y0.shape[0]
+    rows = torch.arange(n_traj, device=y0.device)  # the trajectory of each row still in the loop
     t = torch.full((n_traj, 1), t0, dtype=torch.float64, device=y0.device)
     h = initial_step(f, t0, y0, solver.order, rtol, atol, per_trajectory=True)
     h_safe = h  # the step an idle trajectory repeats: its last accepted one (or its first)
     attempts = torch.zeros(n_traj, 1, dtype=torch.long, device=y0.device)
     done = torch.zeros(n_traj, 1, dtype=torch.bool, device=y0.device)
     y, carry = y0, solver.init(f, t.to(y0.dtype), y0)
-    steps = []  # per iteration: (accepted (B, 1), t_old, h_try, y_old, y_new, dense)
+    steps = []  # per iteration: (rows, accepted (R, 1), t_old, h_try, y_old, y_new, dense)
     while not bool(done.all()):
         over = ~done & (attempts >= max_steps)
         if bool(over.any()):
-            b = int(over.nonzero()[0, 0])
+            r = int(over.nonzero()[0, 0])
             raise StepLimitExceeded(
-                f"{solver.__class__.__name__} reached max_steps={max_steps} for trajectory {b} at t={float(t[b])} "
-                f"of [{t0}, {t_end}] (last h={float(h[b]):.3g}); the problem may be too stiff for this solver "
-                "or the tolerances too tight"
+                f"{solver.__class__.__name__} reached max_steps={max_steps} for trajectory {int(rows[r])} at "
+                f"t={float(t[r])} of [{t0}, {t_end}] (last h={float(h[r]):.3g}); the problem may be too stiff "
+                "for this solver or the tolerances too tight"
             )
         last = t + 1.01 * h >= t_end
         h_try = torch.where(done, h_safe, torch.where(last, t_end - t, h))
@@ -98,12 +113,27 @@ def solve_independent(
         h_next = torch.where(accept & last, torch.maximum(h_next, h), h_next)  # see solve_adaptive
         h = torch.where(done, h, h_next)
         h_safe = torch.where(accept, h_try, h_safe)
-        steps.append((accept, t, h_try, y, step.y, step.dense))
+        steps.append((rows, accept, t, h_try, y, step.y, step.dense))
         t = torch.where(accept, torch.where(last, t_end, t + h_try), t)
         y = torch.where(accept, step.y, y)
         carry = _where_tree(accept, step.carry, carry)
         done = done | (accept & last)
+        size = _compacted_size(int((~done).sum()), len(rows)) if restrict is not None else len(rows)
+        if size < len(rows):
+            keep = torch.sort(torch.argsort(done.squeeze(1).byte(), stable=True)[:size]).values
+            rows, t, h, h_safe, attempts, done, y = (x[keep] for x in (rows, t, h, h_safe, attempts, done, y))
+            carry = None if carry is None else tree_map(lambda x: x[keep], carry)
+            solver, f = restrict(rows)
+            solver.init(f, t.to(y.dtype), y)  # its set-up only: the rows keep their own carry
     return _outputs(solver, y0, ts_out, steps)
+
+
+def _compacted_size(unfinished: int, rows: int) -> int:
+    """The number of rows to continue with: `rows` while more than half of them are unfinished,
+    else the smallest power of two >= unfinished (finished rows fill the rest and idle)."""
+    if unfinished == 0 or 2 * unfinished > rows:
+        return rows
+    return 1 << (unfinished - 1).bit_length()
 
 
 def _attempt(solver, f, t, y, h_try, carry, rtol, atol, compile: bool):
@@ -135,29 +165,30 @@ def _where_tree(mask: torch.Tensor, new, old):
 
 
 def _outputs(solver, y0: torch.Tensor, ts_out: list[float], steps: list) -> torch.Tensor:
-    """Every trajectory's states at ts_out from the dense output of its accepted steps (one gather)."""
-    accepted = torch.cat([s[0] for s in steps], 1).cpu().numpy()  # (B, I)
-    t_old = torch.cat([s[1] for s in steps], 1).cpu().numpy()
-    h_try = torch.cat([s[2] for s in steps], 1).cpu().numpy()
+    """Every trajectory's states at ts_out from the dense output of its accepted steps (one gather
+    from all iterations' rows, concatenated in iteration order)."""
+    rows = torch.cat([s[0] for s in steps]).cpu().numpy()  # (R,): the trajectory of each row
+    accepted = torch.cat([s[1] for s in steps]).squeeze(1).cpu().numpy()
+    t_old = torch.cat([s[2] for s in steps]).squeeze(1).cpu().numpy()
+    h_try = torch.cat([s[3] for s in steps]).squeeze(1).cpu().numpy()
     n_traj, s_out = y0.shape[0], np.asarray(ts_out[1:])
     index = np.empty((n_traj, len(s_out)), dtype=np.int64)
     theta = np.empty((n_traj, len(s_out)))
     at_end = np.empty((n_traj, len(s_out)), dtype=bool)
     for b in range(n_traj):
-        its = np.flatnonzero(accepted[b])
-        t_new = t_old[b, its] + h_try[b, its]
+        its = np.flatnonzero(accepted & (rows == b))
+        t_new = t_old[its] + h_try[its]
         t_new[-1] = ts_out[-1]  # the last accepted step lands on t_end exactly
         j = np.minimum(np.searchsorted(t_new, s_out, side="left"), len(its) - 1)
         index[b] = its[j]
         at_end[b] = s_out == t_new[j]
-        theta[b] = (s_out - t_old[b, its[j]]) / h_try[b, its[j]]
-    rows = torch.arange(n_traj, device=y0.device).unsqueeze(1)
+        theta[b] = (s_out - t_old[its[j]]) / h_try[its[j]]
     idx = torch.as_tensor(index, device=y0.device)
-    gather = lambda xs: torch.stack(xs)[idx, rows]  # noqa: E731  (I, B, ...) -> (B, N, ...)
-    spec = tree_flatten(steps[0][5])[1]
-    per_leaf = zip(*(tree_flatten(s[5])[0] for s in steps))
+    gather = lambda xs: torch.cat(xs)[idx]  # noqa: E731  R rows -> (B, N, ...)
+    spec = tree_flatten(steps[0][6])[1]
+    per_leaf = zip(*(tree_flatten(s[6])[0] for s in steps))
     dense = tree_unflatten([gather(list(leaves)) for leaves in per_leaf], spec)
-    y_old, y_new = gather([s[3] for s in steps]), gather([s[4] for s in steps])
+    y_old, y_new = gather([s[4] for s in steps]), gather([s[5] for s in steps])
     # theta in float64: the interpolant's weights are formed in float64, as solve_adaptive's are
     th = torch.as_tensor(theta, dtype=torch.float64, device=y0.device).unsqueeze(-1)
     mid = solver.interpolate(y_old, y_new, dense, th).to(y0.dtype)
