@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--strict", action="store_true",
                            help="exit 1 if any cell of the suite is not ok, diverged or n/a (for CI)")
             p.add_argument("--quiet", action="store_true", help="no progress lines")
+            p.add_argument("--take-over-claims", action="store_true",
+                           help="run cells that another run has claimed in the store (claims from another host "
+                                "cannot be checked; use when no other run is using this store)")
             p.add_argument("--checkpoint-every", type=_non_negative_float, default=120.0, metavar="SECONDS",
                            help="save each training batch's state this often under <store>/checkpoints, so that an "
                                 "interrupted run resumes it (default: 120; 0: never)")
@@ -275,7 +278,8 @@ def cmd_run(args) -> int:
             warnings.simplefilter("ignore")  # load errors are reported as records and log lines
             runner = Runner(registry, store, device=device, log=log, executor=executor, verbose=not args.quiet,
                             announce=lambda msg: print(msg, flush=True),
-                            checkpoint_every_s=args.checkpoint_every or None)
+                            checkpoint_every_s=args.checkpoint_every or None,
+                            take_over_claims=args.take_over_claims)
         report = runner.run(suite, cells)
     finally:
         executor.close()

@@ -204,6 +204,7 @@ class Runner:
         verbose: bool = False,
         grace_s: float = 60.0,
         checkpoint_every_s: float | None = DEFAULT_EVERY_S,
+        take_over_claims: bool = False,
     ):
         self.registry = registry
         self.store = store
@@ -215,6 +216,7 @@ class Runner:
         self.verbose = verbose
         self.grace_s = grace_s
         self.checkpoint_every_s = checkpoint_every_s
+        self.take_over_claims = take_over_claims
         classes, self.metric_load_errors = registry.load_all("metrics")
         self.metric_classes = list(classes.values())
         self.metrics: list[AbstractMetric] = [cls() for cls in self.metric_classes]
@@ -230,11 +232,15 @@ class Runner:
         cells = expand_cells(suite, self.registry) if cells is None else cells
         final = self.store.final_keys(c.key for c in cells)
         todo = [c for c in cells if c.key not in final]
-        claimed = self.store.claim((c.key for c in todo), self.owner)
-        busy = len(todo) - len(claimed)
+        claimed = self.store.claim((c.key for c in todo), self.owner, self.take_over_claims)
+        busy = [c.key for c in todo if c.key not in claimed]
         todo = [c for c in todo if c.key in claimed]
         report = RunReport(total=len(cells), cached=len(final), to_run=len(todo), cells=cells)
-        note = f" ({busy} being run by another process, skipped)" if busy else ""
+        note = ""
+        if busy:
+            holders = ", ".join(f"{host} pid {pid} since {since}" for host, pid, since in self.store.claimants(busy))
+            note = (f" ({len(busy)} claimed by another run, skipped: {holders}; if that run is gone, "
+                    "rerun with --take-over-claims)")
         self.announce(f"cells: {report.total} total, {report.cached} cached, {report.to_run} to run{note}")
         for error in self.metric_load_errors:
             self.log(f"warning: metric {error.name} not loaded: {error.reason}")

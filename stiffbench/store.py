@@ -190,11 +190,13 @@ class Store:
         return final
 
     # ------------------------------------------------------------------------------------------
-    def claim(self, keys: Iterable[str], owner: str) -> set[str]:
+    def claim(self, keys: Iterable[str], owner: str, take_over: bool = False) -> set[str]:
         """Atomically claim the keys no live run has claimed and no final result holds.
 
         Two runs on one store thus never run the same cell. A claim whose owner process is gone
-        (same host, dead pid: a killed run) is stale and taken over.
+        (same host, dead pid: a killed run) is stale and taken over. A claim made on another host
+        cannot be checked from here (a store copied or committed with a killed run's claims in
+        it): it is respected unless `take_over`, which claims every key without a final result.
         """
         keys = list(keys)
         host, pid = socket.gethostname(), os.getpid()
@@ -213,7 +215,8 @@ class Store:
                 if key in final:
                     continue
                 other = existing.get(key)
-                if other is not None and other[0] != owner and not (other[1] == host and not _pid_alive(other[2])):
+                stale = take_over or (other is not None and other[1] == host and not _pid_alive(other[2]))
+                if other is not None and other[0] != owner and not stale:
                     continue
                 self._conn.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)", (key, owner, host, pid, now))
                 claimed.add(key)
@@ -222,6 +225,16 @@ class Store:
             self._conn.execute("ROLLBACK")
             raise
         return claimed
+
+    def claimants(self, keys: Iterable[str]) -> list[tuple[str, str, str]]:
+        """The distinct (host, pid, since) of the runs holding claims on keys."""
+        keys = list(keys)
+        found: set[tuple[str, str, str]] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            found.update((h, str(p), t) for h, p, t in self._conn.execute(
+                f"SELECT host, pid, since FROM claims WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+        return sorted(found)
 
     def release(self, keys: Iterable[str], owner: str) -> None:
         """Drop this owner's claims on keys."""

@@ -117,3 +117,28 @@ def test_two_runs_on_one_store_do_not_run_a_cell_twice(tmp_path):
     trained = sum(err.count("training damped_oscillator x z") for _, err in outs)
     assert trained == 4, outs
     assert count_cells(tmp_path / "stiffbench-results") == 4
+
+
+def test_cli_skips_foreign_claims_and_takes_them_over_on_request(tmp_path):
+    """A store carrying a killed run's claims from another host: the run says who holds them and how
+    to take them over; --take-over-claims then runs those cells."""
+    site = tmp_path / "site"
+    fake_plugins.fake_distribution(site)
+    suite_path = sleepy_suite(tmp_path, 2)
+    results = tmp_path / "stiffbench-results"
+    first = cli(tmp_path, site, "run", "--suite", suite_path, "--executor", "serial")
+    assert first.wait(timeout=120) == 0
+    with Store(results) as store:
+        keys = [k for (k,) in store._conn.execute("SELECT key FROM cells")]
+        store._conn.execute("DELETE FROM cells")
+        store._conn.executemany("INSERT INTO claims VALUES (?, 'gone:7:abc', 'otherhost', 7, '2026-01-02T03:04:05+00:00')",
+                                [(k,) for k in keys])
+    skip = cli(tmp_path, site, "run", "--suite", suite_path, "--executor", "serial")
+    out, err = skip.communicate(timeout=120)
+    assert skip.returncode == 0, err
+    assert "0 to run (2 claimed by another run, skipped: otherhost pid 7 since 2026-01-02T03:04:05+00:00" in out
+    assert "--take-over-claims" in out and count_cells(results) == 0
+    take = cli(tmp_path, site, "run", "--suite", suite_path, "--executor", "serial", "--take-over-claims")
+    out, err = take.communicate(timeout=120)
+    assert take.returncode == 0, err
+    assert "2 to run" in out and count_cells(results) == 2

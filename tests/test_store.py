@@ -78,3 +78,13 @@ def test_cell_without_its_forecast_file_stays_final(tmp_path):
         store.forecast_path("k").unlink()
         assert store.final_keys(["k"]) == {"k"}
         assert store.load_forecast(store.get("k")) is None  # but it cannot be rescored
+
+
+def test_claims_from_another_host_hold_unless_taken_over(tmp_path):
+    with Store(tmp_path) as store:
+        store._conn.execute("INSERT INTO claims VALUES ('a', 'elsewhere:1:x', 'elsewhere', 1, '2026-01-01T00:00:00+00:00')")
+        assert store.claim(["a", "b"], "me") == {"b"}  # pid 1 on another host cannot be checked: respected
+        assert store.claimants(["a"]) == [("elsewhere", "1", "2026-01-01T00:00:00+00:00")]
+        assert len(store.claimants(["a", "b"])) == 2
+        assert store.claim(["a", "b"], "me", take_over=True) == {"a", "b"}
+        assert [h for h, _, _ in store.claimants(["a"])] != ["elsewhere"]
