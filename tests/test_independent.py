@@ -142,3 +142,11 @@ def test_compiled_step_equals_eager():
     torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12)
     grads = [torch.autograd.grad(out.square().sum(), y0)[0] for out in (compiled, eager)]
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-10)
+
+
+def test_inductor_c_shim_notice_is_filtered_and_nothing_else():
+    import logging
+
+    record = lambda msg: logging.LogRecord("torch._inductor.ir", logging.WARNING, "ir.py", 1, msg, None, None)  # noqa: E731
+    assert not _compile._no_c_shim_notice(record("aten.linalg_inv_ex.default is missing a c-shim implementation, x"))
+    assert _compile._no_c_shim_notice(record("some other inductor warning"))

@@ -9,6 +9,7 @@ eagerly from then on: the same arithmetic, up to rounding.
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
 
 import torch
@@ -25,7 +26,15 @@ def compiled(fn):
     a worker meets several (solve_independent's compacted batches, several batches per process):
     dynamo's default limit of 8 per function would silently fall back to eager, hence 64."""
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    logging.getLogger("torch._inductor.ir").addFilter(_no_c_shim_notice)
     return torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
+
+
+def _no_c_shim_notice(record: logging.LogRecord) -> bool:
+    """Drops inductor's "missing a c-shim implementation, using proxy executor" warning: on CPU it
+    is logged for every compiled Rodas5P step shape (linalg_inv has no C shim) and means only that
+    the op is called through the dispatcher, at no cost to correctness."""
+    return "missing a c-shim implementation" not in record.getMessage()
 
 
 def maybe_compiled(fn, compile: bool, *args):
