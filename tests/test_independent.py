@@ -2,6 +2,8 @@
 give what each gives solved alone by solve_adaptive (same steps, same rejections, same outputs
 and gradients); the step budget; the forward-mode Jacobian that Rodas5P uses for networks."""
 
+import math
+
 import pytest
 import torch
 
@@ -150,3 +152,34 @@ def test_inductor_c_shim_notice_is_filtered_and_nothing_else():
     record = lambda msg: logging.LogRecord("torch._inductor.ir", logging.WARNING, "ir.py", 1, msg, None, None)  # noqa: E731
     assert not _compile._no_c_shim_notice(record("aten.linalg_inv_ex.default is missing a c-shim implementation, x"))
     assert _compile._no_c_shim_notice(record("some other inductor warning"))
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_overflowing_attempts_are_redone_and_do_not_poison_gradients(name, monkeypatch):
+    """y' = -y whose field overflows (y * inf) at stage states more than 1e-4 off the exact
+    solution, as the stages of a too-large attempt are: those attempts are redone with a tiny step
+    (without that, 0 * inf in the rejected branch's backward makes the gradient NaN), and the
+    solution and its gradient d/dy0 sum_k y(t_k) = 1 + e^-0.5 + e^-1 stay exact."""
+    import stiffbench.solvers.independent as independent
+
+    redone = []
+    original = independent._iteration
+
+    def spy(solver, f, state, limits, redo):
+        redone.append(redo is not None)
+        return original(solver, f, state, limits, redo)
+
+    monkeypatch.setattr(independent, "_iteration", spy)
+    y0_exact = torch.tensor([[1.0], [2.0]], dtype=F64)
+
+    def f(t, y):
+        off = (y - y0_exact * torch.exp(-torch.as_tensor(t, dtype=F64))).abs() > 1e-4
+        return y * torch.where(off, torch.inf, -1.0)
+
+    y0 = y0_exact.clone().requires_grad_()
+    t_out = torch.tensor([0.0, 0.5, 1.0], dtype=F64)
+    out = solve_independent(SOLVERS[name](), f, y0, t_out.tolist(), rtol=1e-6, atol=1e-8)
+    assert any(redone)
+    torch.testing.assert_close(out, y0_exact * torch.exp(-t_out).reshape(3, 1, 1), rtol=0, atol=1e-9)
+    grad = torch.autograd.grad(out.sum(), y0)[0]
+    torch.testing.assert_close(grad, torch.full((2, 1), 1 + math.exp(-0.5) + math.exp(-1.0), dtype=F64), rtol=1e-8, atol=0)

@@ -23,12 +23,12 @@ accepted step sequence, as with `solve_adaptive`. A rejected or idle attempt ent
 only through `torch.where` branches that are not taken, so it contributes zero -- unless its stages
 overflowed to inf/NaN, where 0 * inf would poison that trajectory's gradient: idle trajectories
 therefore repeat their last accepted step size, and a non-finite rejected attempt is recomputed
-under no_grad semantics (see `_attempt`).
+with a tiny step (see `_iteration`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -93,42 +93,78 @@ def solve_independent(
     rows = torch.arange(n_traj, device=y0.device)  # the trajectory of each row still in the loop
     t = torch.full((n_traj, 1), t0, dtype=torch.float64, device=y0.device)
     h = initial_step(f, t0, y0, solver.order, rtol, atol, per_trajectory=True)
-    h_safe = h  # the step an idle trajectory repeats: its last accepted one (or its first)
-    attempts = torch.zeros(n_traj, 1, dtype=torch.long, device=y0.device)
     done = torch.zeros(n_traj, 1, dtype=torch.bool, device=y0.device)
-    y, carry = y0, solver.init(f, t.to(y0.dtype), y0)
+    # h_safe: the step an idle trajectory repeats, its last accepted one (or its first)
+    state = _Loop(t, h, h, torch.zeros(n_traj, 1, dtype=torch.long, device=y0.device), done, y0,
+                  solver.init(f, t.to(y0.dtype), y0))
     steps = []  # per iteration: (rows, accepted (R, 1), t_old, h_try, y_old, y_new, dense)
-    while not bool(done.all()):
-        over = ~done & (attempts >= max_steps)
+    while not bool(state.done.all()):
+        over = ~state.done & (state.attempts >= max_steps)
         if bool(over.any()):
             r = int(over.nonzero()[0, 0])
             raise StepLimitExceeded(
                 f"{solver.__class__.__name__} reached max_steps={max_steps} for trajectory {int(rows[r])} at "
-                f"t={float(t[r])} of [{t0}, {t_end}] (last h={float(h[r]):.3g}); the problem may be too stiff "
-                "for this solver or the tolerances too tight"
+                f"t={float(state.t[r])} of [{t0}, {t_end}] (last h={float(state.h[r]):.3g}); the problem may be too "
+                "stiff for this solver or the tolerances too tight"
             )
-        last = t + 1.01 * h >= t_end
-        h_try = torch.where(done, h_safe, torch.where(last, t_end - t, h))
-        step, eest = _attempt(solver, f, t, y, h_try, carry, rtol, atol, compile)
-        accept = ~done & (eest <= 1.0)
-        attempts += (~done).long()
-        h_next = h_try * step_factor(eest, solver.error_order)
-        h_next = torch.where(accept & last, torch.maximum(h_next, h), h_next)  # see solve_adaptive
-        h = torch.where(done, h, h_next)
-        h_safe = torch.where(accept, h_try, h_safe)
-        steps.append((rows, accept, t, h_try, y, step.y, step.dense))
-        t = torch.where(accept, torch.where(last, t_end, t + h_try), t)
-        y = torch.where(accept, step.y, y)
-        carry = _where_tree(accept, step.carry, carry)
-        done = done | (accept & last)
-        size = _compacted_size(int((~done).sum()), len(rows)) if restrict is not None else len(rows)
+        limits = (t_end, rtol, atol)
+        bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, None)
+        if bool(bad.any()):  # redo the non-finite attempts with a tiny h (see _iteration)
+            bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, bad)
+        steps.append((rows, *record))
+        state = new
+        size = _compacted_size(int((~state.done).sum()), len(rows)) if restrict is not None else len(rows)
         if size < len(rows):
-            keep = torch.sort(torch.argsort(done.squeeze(1).byte(), stable=True)[:size]).values
-            rows, t, h, h_safe, attempts, done, y = (x[keep] for x in (rows, t, h, h_safe, attempts, done, y))
-            carry = None if carry is None else tree_map(lambda x: x[keep], carry)
+            keep = torch.sort(torch.argsort(state.done.squeeze(1).byte(), stable=True)[:size]).values
+            rows = rows[keep]
+            carry = None if state.carry is None else tree_map(lambda x: x[keep], state.carry)
+            state = _Loop(*(x[keep] for x in state[:-1]), carry)
             solver, f = restrict(rows)
-            solver.init(f, t.to(y.dtype), y)  # its set-up only: the rows keep their own carry
+            solver.init(f, state.t.to(y0.dtype), state.y)  # its set-up only: the rows keep their own carry
     return _outputs(solver, y0, ts_out, steps)
+
+
+class _Loop(NamedTuple):
+    """The per-trajectory loop state, (R, 1) or (R, n) per row: time, proposed step, the step an
+    idle row repeats, attempts so far, finished, state and the solver's carry."""
+
+    t: torch.Tensor
+    h: torch.Tensor
+    h_safe: torch.Tensor
+    attempts: torch.Tensor
+    done: torch.Tensor
+    y: torch.Tensor
+    carry: Any
+
+
+def _iteration(solver, f, s: _Loop, limits: tuple[float, float, float], redo: torch.Tensor | None):
+    """One attempted step for every row and the controller's update, as one function (compiled as
+    one graph): (bad, record, next state). bad: rows whose state or EEst is not finite. With `redo`
+    (the previous call's bad), those rows attempt h * 1e-3 instead, so that no inf enters the graph
+    (0 * inf in the backward of the rejected branch), and count as rejected with EEst NaN."""
+    t_end, rtol, atol = limits
+    dtype = s.y.dtype
+    last = s.t + 1.01 * s.h >= t_end
+    h_try = torch.where(s.done, s.h_safe, torch.where(last, t_end - s.t, s.h))
+    h_step = h_try if redo is None else torch.where(redo, 1e-3 * h_try, h_try)
+    step = solver.step(f, s.t.to(dtype), s.y, h_step.to(dtype), s.carry)
+    eest = rms(scaled_ratio(step.err, s.y, step.y, rtol, atol)).double()
+    bad = ~(eest.isfinite() & step.y.detach().isfinite().all(-1, keepdim=True))
+    if redo is not None:
+        eest = torch.where(redo, torch.nan, eest)
+    accept = ~s.done & (eest <= 1.0)
+    h_next = h_try * step_factor(eest, solver.error_order)
+    h_next = torch.where(accept & last, torch.maximum(h_next, s.h), h_next)  # see solve_adaptive
+    new = _Loop(
+        t=torch.where(accept, torch.where(last, t_end, s.t + h_try), s.t),
+        h=torch.where(s.done, s.h, h_next),
+        h_safe=torch.where(accept, h_try, s.h_safe),
+        attempts=s.attempts + (~s.done).long(),
+        done=s.done | (accept & last),
+        y=torch.where(accept, step.y, s.y),
+        carry=_where_tree(accept, step.carry, s.carry),
+    )
+    return bad, (accept, s.t, h_try, s.y, step.y, step.dense), new
 
 
 def _compacted_size(unfinished: int, rows: int) -> int:
@@ -137,26 +173,6 @@ def _compacted_size(unfinished: int, rows: int) -> int:
     if unfinished == 0 or 2 * unfinished > rows:
         return rows
     return 1 << (unfinished - 1).bit_length()
-
-
-def _attempt(solver, f, t, y, h_try, carry, rtol, atol, compile: bool):
-    """One batched step and each trajectory's EEst (float64, (B, 1); NaN where not finite). A step
-    with a non-finite state or estimate in some trajectory is redone with that trajectory's h
-    scaled by 1e-3 (its result is discarded by the rejection either way), so no inf enters the
-    graph; the returned EEst is still the original one."""
-    dtype = y.dtype
-    step = maybe_compiled(_step, compile, solver, f, t.to(dtype), y, h_try.to(dtype), carry)
-    eest = rms(scaled_ratio(step.err, y, step.y, rtol, atol)).double()
-    bad = ~(eest.isfinite() & step.y.detach().isfinite().all(-1, keepdim=True))
-    if bool(bad.any()):
-        h_retry = torch.where(bad, 1e-3 * h_try, h_try).to(dtype)
-        step = maybe_compiled(_step, compile, solver, f, t.to(dtype), y, h_retry, carry)
-        eest = torch.where(bad, torch.nan, eest)
-    return step, eest
-
-
-def _step(solver: AbstractAdaptiveSolver, f: Field, t, y, h, carry) -> Step:
-    return solver.step(f, t, y, h, carry)
 
 
 def _where_tree(mask: torch.Tensor, new, old):
