@@ -1,7 +1,9 @@
 """One training epoch of each built-in method on the HH task (1469 observations, 5 seeds, float32,
-eager), and stiffbench's compiled path on the paper suite's 25-model Heun batch (timed runs only)."""
+eager), stiffbench's compiled path on the paper suite's 25-model Heun batch (timed runs only), and
+the adaptive batch's epoch from initial and from trained weights."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,7 +42,7 @@ def test_one_epoch_paper_batch_compiled(benchmark):
 
 
 def adaptive_objective(solver: str, hh_task, compile: bool):
-    """vanilla_node's loss on the paper suite's adaptive batch: both normalisation variants x 5 seeds."""
+    """vanilla_node's objective on the paper suite's adaptive batch: both normalisation variants x 5 seeds."""
     from stiffbench.api import BatchMember
 
     members = [BatchMember(VanillaNODE.Params(solver=solver, normalise=n), hh_task, s) for n in (True, False) for s in SEEDS]
@@ -90,3 +92,36 @@ def test_adaptive_epoch(benchmark, solver, path, hh_task):
     # decision whose error estimate is within rounding of 1, which moves the loss at the tolerance level
     expected = per_model_losses(field, batch, solver).detach()
     np.testing.assert_allclose(loss.numpy(), expected.numpy(), rtol=1e-3)
+
+
+TRAINED_RODAS5P = Path(__file__).parent / "data" / "rodas5p-paper-batch-epoch1406.pt"
+
+
+@pytest.mark.benchmark(group="adaptive-training-epoch-trained")
+@pytest.mark.parametrize("compaction", [True, False], ids=["compaction", "full_batch"])
+def test_trained_rodas5p_epoch(benchmark, compaction, hh_task, monkeypatch):
+    """Forward + backward of one epoch of the paper suite's Rodas5P batch (both normalisations x
+    seeds 0-4) at its weights after 1406 of 5000 epochs (the training checkpoint's network, float64),
+    where one model needs ~770 accepted steps per epoch and the other nine 57-87: finished models
+    leaving the batch (`compaction`, the training path) against the whole batch stepping to the end.
+    Timed runs compile the iteration (about 2 min per shape set); the smoke run is eager."""
+    import torch
+
+    import stiffbench_methods._neural_ode as neural_ode
+
+    field, batch, losses = adaptive_objective("rodas5p", hh_task, compile=not benchmark.disabled)
+    field.load_state_dict(torch.load(TRAINED_RODAS5P, weights_only=True))
+    reference = losses().detach()  # with compaction
+    if not compaction:
+        solve = neural_ode.solve_independent
+        monkeypatch.setattr(neural_ode, "solve_independent", lambda *a, **k: solve(*a, **{**k, "restrict": None}))
+
+    def epoch():
+        field.zero_grad()
+        loss = losses()
+        loss.sum().backward()
+        return loss.detach()
+
+    loss = benchmark.pedantic(epoch, rounds=3, warmup_rounds=1) if not benchmark.disabled else benchmark(epoch)
+    # the same states either way (bitwise in eager mode; compiled graphs of other shapes round differently)
+    torch.testing.assert_close(loss, reference, rtol=0 if benchmark.disabled else 1e-9, atol=0)
