@@ -358,8 +358,9 @@ def rollout(
     """The B models' states at `times` (uniform, step = the sampling step), (B, N, n), differentiable
     by p.gradient. heun: the hand-written reverse sweeps, exact discrete adjoint (backprop) or
     torchdiffeq's backsolve adjoint (backsolve); adaptive + backprop: one batched solve with each
-    model's own step-size control, finished models leaving the batch (`solve_independent`); interpolating: `odeint_with_grad`, one
-    solve per model for the adaptive solvers (their step size is shared by whatever one solve holds)."""
+    model's own step-size control, finished models leaving the batch (`solve_independent`);
+    interpolating: `odeint_with_grad`, one solve per model for the adaptive solvers (their step
+    size is shared by whatever one solve holds)."""
     dt = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 1.0
     if p.solver == "heun" and p.gradient in ("backprop", "backsolve"):
         rollout_fn = heun_adjoint_rollout if p.gradient == "backprop" else heun_backsolve_rollout

@@ -23,7 +23,7 @@ import socket
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -157,14 +157,16 @@ class Store:
         return rows.get(key)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, CellRecord]:
+        rows = self._select_keys("SELECT * FROM cells WHERE key IN ({})", keys)
+        return {row[0]: _record_from_row(row) for row in rows}
+
+    def _select_keys(self, sql: str, keys: Iterable[str], extra: tuple = ()) -> Iterator[tuple]:
+        """Rows of `sql` whose "{}" is filled with one placeholder per key, run in chunks of 500 keys
+        (SQLite's limit on bound parameters); `extra` parameters follow each chunk's keys."""
         keys = list(keys)
-        out: dict[str, CellRecord] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._conn.execute(f"SELECT * FROM cells WHERE key IN ({marks})", chunk):
-                out[row[0]] = _record_from_row(row)
-        return out
+            yield from self._conn.execute(sql.format(",".join("?" * len(chunk))), [*chunk, *extra])
 
     def final_keys(self, keys: Iterable[str]) -> set[str]:
         """The keys among `keys` whose stored status is final (not retried)."""
@@ -175,18 +177,12 @@ class Store:
         (present, failing its SHA-256) makes its cell run again; an absent one only means the cell
         cannot be rescored (a store may be shared without its forecasts folder)."""
         final: set[str] = set()
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT key, forecast_sha256 FROM cells WHERE key IN ({marks}) "
-                f"AND status IN ({','.join('?' * len(FINAL_STATUSES))})",
-                [*chunk, *FINAL_STATUSES],
-            )
-            for key, sha in rows:
-                path = self.forecast_path(key)
-                if sha is None or not path.is_file() or file_sha256(str(path)) == sha:
-                    final.add(key)
+        statuses = ",".join("?" * len(FINAL_STATUSES))
+        sql = f"SELECT key, forecast_sha256 FROM cells WHERE key IN ({{}}) AND status IN ({statuses})"
+        for key, sha in self._select_keys(sql, keys, tuple(FINAL_STATUSES)):
+            path = self.forecast_path(key)
+            if sha is None or not path.is_file() or file_sha256(str(path)) == sha:
+                final.add(key)
         return final
 
     # ------------------------------------------------------------------------------------------
@@ -204,12 +200,8 @@ class Store:
         claimed: set[str] = set()
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            existing = {}
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                existing.update({r[0]: r[1:] for r in self._conn.execute(
-                    f"SELECT key, owner, host, pid FROM claims WHERE key IN ({marks})", chunk)})
+            rows = self._select_keys("SELECT key, owner, host, pid FROM claims WHERE key IN ({})", keys)
+            existing = {r[0]: r[1:] for r in rows}
             final = self._final_keys_unlocked(keys)
             for key in keys:
                 if key in final:
@@ -228,13 +220,8 @@ class Store:
 
     def claimants(self, keys: Iterable[str]) -> list[tuple[str, str, str]]:
         """The distinct (host, pid, since) of the runs holding claims on keys."""
-        keys = list(keys)
-        found: set[tuple[str, str, str]] = set()
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            found.update((h, str(p), t) for h, p, t in self._conn.execute(
-                f"SELECT host, pid, since FROM claims WHERE key IN ({','.join('?' * len(chunk))})", chunk))
-        return sorted(found)
+        rows = self._select_keys("SELECT host, pid, since FROM claims WHERE key IN ({})", keys)
+        return sorted({(host, str(pid), since) for host, pid, since in rows})
 
     def release(self, keys: Iterable[str], owner: str) -> None:
         """Drop this owner's claims on keys."""

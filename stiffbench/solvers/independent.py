@@ -98,6 +98,7 @@ def solve_independent(
     state = _Loop(t, h, h, torch.zeros(n_traj, 1, dtype=torch.long, device=y0.device), done, y0,
                   solver.init(f, t.to(y0.dtype), y0))
     steps = []  # per iteration: (rows, accepted (R, 1), t_old, h_try, y_old, y_new, dense)
+    limits = (t_end, rtol, atol)
     while not bool(state.done.all()):
         over = ~state.done & (state.attempts >= max_steps)
         if bool(over.any()):
@@ -107,7 +108,6 @@ def solve_independent(
                 f"t={float(state.t[r])} of [{t0}, {t_end}] (last h={float(state.h[r]):.3g}); the problem may be too "
                 "stiff for this solver or the tolerances too tight"
             )
-        limits = (t_end, rtol, atol)
         bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, None)
         if bool(bad.any()):  # redo the non-finite attempts with a tiny h (see _iteration)
             bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, bad)
