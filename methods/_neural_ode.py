@@ -30,6 +30,7 @@ from stiffbench.api import (
     TrainingTask,
     Trajectory,
 )
+from stiffbench.gc_freeze import freezing_survivors
 from stiffbench.nn import BatchedMLP, TimeMLPField
 from stiffbench.solvers import StepLimitExceeded
 from stiffbench.solvers.adjoint import odeint_with_grad
@@ -210,7 +211,8 @@ def train(
     Reports the mean finite loss to `config.check` every epoch. Stops early once every model's loss
     has been non-finite (nothing is left to train). With `config.checkpoint`, resumes from its saved
     state (module, Adam, history, training seconds, which count against the deadline) and saves
-    whenever it is due. Returns the loss history (epochs run, B).
+    whenever it is due. Long-lived objects (compiled graphs) are kept out of the garbage
+    collector's full collections (`freezing_survivors`). Returns the loss history (epochs run, B).
     """
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     history = []
@@ -223,23 +225,25 @@ def train(
         history, alive, start, spent = list(saved["history"]), saved["alive"], saved["epoch"] + 1, saved["train_s"]
         if config.deadline is not None:
             config = replace(config, deadline=config.deadline - spent)
-    for epoch in range(start, config.epochs + 1):
-        opt.zero_grad(set_to_none=True)
-        loss = losses()
-        loss.sum().backward()
-        opt.step()
-        values = loss.detach().to("cpu", torch.float64).numpy()
-        history.append(values)
-        finite = np.isfinite(values)
-        alive &= finite
-        config.check(epoch, float(values[finite].mean()) if finite.any() else float("nan"))
-        if not alive.any():
-            break
-        if config.checkpoint is not None and epoch < config.epochs and config.checkpoint.due():
-            config.checkpoint.save({
-                "epoch": epoch, "module": module.state_dict(), "optimizer": opt.state_dict(), "history": history,
-                "alive": alive, "train_s": spent + time.monotonic() - began,
-            })
+    with freezing_survivors() as epoch_done:
+        for epoch in range(start, config.epochs + 1):
+            opt.zero_grad(set_to_none=True)
+            loss = losses()
+            loss.sum().backward()
+            opt.step()
+            values = loss.detach().to("cpu", torch.float64).numpy()
+            history.append(values)
+            epoch_done()
+            finite = np.isfinite(values)
+            alive &= finite
+            config.check(epoch, float(values[finite].mean()) if finite.any() else float("nan"))
+            if not alive.any():
+                break
+            if config.checkpoint is not None and epoch < config.epochs and config.checkpoint.due():
+                config.checkpoint.save({
+                    "epoch": epoch, "module": module.state_dict(), "optimizer": opt.state_dict(), "history": history,
+                    "alive": alive, "train_s": spent + time.monotonic() - began,
+                })
     return np.array(history, dtype=np.float64).reshape(len(history), n_models)
 
 
