@@ -97,6 +97,15 @@ def test_adaptive_epoch(benchmark, solver, path, hh_task):
 TRAINED_RODAS5P = Path(__file__).parent / "data" / "rodas5p-paper-batch-epoch1406.pt"
 
 
+def trained_rodas5p(hh_task, compile: bool):
+    """(field, losses) of the paper suite's Rodas5P batch at its epoch-1406 weights."""
+    import torch
+
+    field, batch, losses = adaptive_objective("rodas5p", hh_task, compile)
+    field.load_state_dict(torch.load(TRAINED_RODAS5P, weights_only=True))
+    return field, losses
+
+
 @pytest.mark.benchmark(group="adaptive-training-epoch-trained")
 @pytest.mark.parametrize("compaction", [True, False], ids=["compaction", "full_batch"])
 def test_trained_rodas5p_epoch(benchmark, compaction, hh_task, monkeypatch):
@@ -109,8 +118,7 @@ def test_trained_rodas5p_epoch(benchmark, compaction, hh_task, monkeypatch):
 
     import stiffbench_methods._neural_ode as neural_ode
 
-    field, batch, losses = adaptive_objective("rodas5p", hh_task, compile=not benchmark.disabled)
-    field.load_state_dict(torch.load(TRAINED_RODAS5P, weights_only=True))
+    field, losses = trained_rodas5p(hh_task, compile=not benchmark.disabled)
     reference = losses().detach()  # with compaction
     if not compaction:
         solve = neural_ode.solve_independent
@@ -125,3 +133,36 @@ def test_trained_rodas5p_epoch(benchmark, compaction, hh_task, monkeypatch):
     loss = benchmark.pedantic(epoch, rounds=3, warmup_rounds=1) if not benchmark.disabled else benchmark(epoch)
     # the same states either way (bitwise in eager mode; compiled graphs of other shapes round differently)
     torch.testing.assert_close(loss, reference, rtol=0 if benchmark.disabled else 1e-9, atol=0)
+
+
+@pytest.mark.benchmark(group="adaptive-training-epoch-trained-gc")
+@pytest.mark.parametrize("frozen", [True, False], ids=["gc_frozen", "gc_default"])
+def test_trained_rodas5p_epoch_gc(benchmark, frozen, hh_task):
+    """The same trained epoch after compilation, with the objects that exist then frozen out of the
+    cyclic garbage collector (what the training loop does after its first epoch, see
+    stiffbench.gc_freeze) against Python's default collection, which traverses everything
+    torch.compile left behind whenever a full collection falls in an epoch."""
+    import gc
+
+    import torch
+
+    if benchmark.disabled:
+        pytest.skip("compiles for ~40-130 s; the mechanism is tested in tests/test_gc_freeze.py: timed runs only")
+    field, losses = trained_rodas5p(hh_task, compile=True)
+
+    def epoch():
+        field.zero_grad()
+        loss = losses()
+        loss.sum().backward()
+        return loss.detach()
+
+    reference = epoch()  # compiles
+    if frozen:
+        gc.collect()
+        gc.freeze()
+    try:
+        loss = benchmark.pedantic(epoch, rounds=8)
+    finally:
+        gc.unfreeze()
+    assert loss.shape == (10,) and np.isfinite(loss.numpy()).all()
+    assert torch.equal(loss, reference)  # the collector never changes the arithmetic
