@@ -222,3 +222,16 @@ def test_rodas5p_step_parameter_gradient_through_the_jet_matches_finite_differen
             down = step_loss()
             weight[index] += eps
         assert float(grad[index]) == pytest.approx(float(up - down) / (2 * eps), rel=1e-6, abs=1e-9)
+
+
+def test_compiled_calls_recompute_activations_and_restore_the_setting(monkeypatch):
+    """The partition (what the backward pass saves) is chosen when a call compiles, under
+    ACTIVATION_MEMORY_BUDGET; other compiled code in the process keeps torch's setting."""
+    import torch._functorch.config as functorch_config
+
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: lambda *a: seen.append(functorch_config.activation_memory_budget))
+    before = functorch_config.activation_memory_budget
+    _compile.compiled(lambda x: x)(1.0)
+    assert seen == [_compile.ACTIVATION_MEMORY_BUDGET] == [0.0]
+    assert functorch_config.activation_memory_budget == before == 1.0

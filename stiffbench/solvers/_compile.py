@@ -13,21 +13,40 @@ import logging
 import warnings
 
 import torch
+import torch._functorch.config
 
 compile_failed: list[str] = []  # the first compilation error of this process, if any
 
 
 RECOMPILE_LIMIT = 64
 
+ACTIVATION_MEMORY_BUDGET = 0.0
+"""AOTAutograd's activation_memory_budget for the solvers' compiled functions: 0 saves the fewest
+activations for the backward pass and recomputes the rest there. A Rodas5P iteration saves ~140
+tensors (~180 KB for one model) per step, kept until the backward pass, and writing and reading
+back that much fresh memory costs more than recomputing it: one epoch of the paper's Rodas5P batch
+at trained weights took 1.07 s instead of 1.18 s (-10 %), Tsit5's batch at initial weights 65 ms
+instead of 70 ms, with the same losses (docs/design.md, Training speed, has the benchmark)."""
+
 
 @functools.cache
 def compiled(fn):
-    """fn compiled for static shapes. Each (solver, batch shape) pair is its own compilation, and
-    a worker meets several (solve_independent's compacted batches, several batches per process):
-    dynamo's default limit of 8 per function would silently fall back to eager, hence 64."""
+    """fn compiled for static shapes, its activations recomputed in the backward pass as far as
+    possible (`ACTIVATION_MEMORY_BUDGET`, applied per call, as the partition is chosen when a call
+    compiles; the setting is not left on for other compiled code in the process). Each (solver,
+    batch shape) pair is its own compilation, and a worker meets several (solve_independent's
+    compacted batches, several batches per process): dynamo's default limit of 8 per function
+    would silently fall back to eager, hence 64."""
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     logging.getLogger("torch._inductor.ir").addFilter(_no_c_shim_notice)
-    return torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
+    compiled_fn = torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
+
+    @functools.wraps(fn)
+    def call(*args):
+        with torch._functorch.config.patch(activation_memory_budget=ACTIVATION_MEMORY_BUDGET):
+            return compiled_fn(*args)
+
+    return call
 
 
 def _no_c_shim_notice(record: logging.LogRecord) -> bool:

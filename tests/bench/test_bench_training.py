@@ -135,19 +135,27 @@ def test_trained_rodas5p_epoch(benchmark, compaction, hh_task, monkeypatch):
     torch.testing.assert_close(loss, reference, rtol=0 if benchmark.disabled else 1e-9, atol=0)
 
 
-@pytest.mark.benchmark(group="adaptive-training-epoch-trained-gc")
-@pytest.mark.parametrize("frozen", [True, False], ids=["gc_frozen", "gc_default"])
-def test_trained_rodas5p_epoch_gc(benchmark, frozen, hh_task):
-    """The same trained epoch after compilation, with the objects that exist then frozen out of the
-    cyclic garbage collector (what the training loop does after its first epoch, see
-    stiffbench.gc_freeze) against Python's default collection, which traverses everything
-    torch.compile left behind whenever a full collection falls in an epoch."""
+@pytest.mark.benchmark(group="adaptive-training-epoch-trained-overheads")
+@pytest.mark.parametrize(
+    "frozen, budget", [(True, 0.0), (False, 0.0), (True, 1.0)], ids=["as_trained", "gc_default", "save_activations"]
+)
+def test_trained_rodas5p_epoch_overheads(benchmark, frozen, budget, hh_task, monkeypatch):
+    """The trained epoch after compilation as the training loop runs it (`as_trained`: objects
+    frozen out of the cyclic garbage collector after the first epoch, see stiffbench.gc_freeze;
+    activations recomputed in the backward pass, `_compile.ACTIVATION_MEMORY_BUDGET` 0), against
+    each of those undone: Python's default collection, which traverses everything torch.compile
+    left behind whenever a full collection falls in an epoch (`gc_default`), and AOTAutograd's
+    default of saving activations (`save_activations`, budget 1)."""
     import gc
 
     import torch
 
+    import stiffbench.solvers._compile as _compile
+
     if benchmark.disabled:
-        pytest.skip("compiles for ~40-130 s; the mechanism is tested in tests/test_gc_freeze.py: timed runs only")
+        pytest.skip("compiles for ~40-160 s; the mechanisms are tested in tests/: timed runs only")
+    monkeypatch.setattr(_compile, "ACTIVATION_MEMORY_BUDGET", budget)
+    torch._dynamo.reset()  # compile afresh under this budget
     field, losses = trained_rodas5p(hh_task, compile=True)
 
     def epoch():
@@ -165,4 +173,4 @@ def test_trained_rodas5p_epoch_gc(benchmark, frozen, hh_task):
     finally:
         gc.unfreeze()
     assert loss.shape == (10,) and np.isfinite(loss.numpy()).all()
-    assert torch.equal(loss, reference)  # the collector never changes the arithmetic
+    assert torch.equal(loss, reference)  # neither setting changes the arithmetic
