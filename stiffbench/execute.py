@@ -208,15 +208,32 @@ def make_record(job: BatchJob, cell, status, reason=None, metrics=None, train_s=
 
 
 def _progress_printer(log, what: str, epochs: int, every_s: float) -> Callable[[int, float], None]:
-    last = [time.monotonic()]
+    """progress(epoch, loss) for FitConfig: a line at most every `every_s` seconds and at the last
+    epoch. From the second line on it adds the pace since the previous line (the recent pace: an
+    adaptive solver's epochs get slower as its models learn stiffer dynamics) and the time left at
+    that pace."""
+    last_epoch, last_time = None, time.monotonic()
 
     def progress(epoch: int, loss: float) -> None:
+        nonlocal last_epoch, last_time
         now = time.monotonic()
-        if now - last[0] >= every_s or epoch == epochs:
-            last[0] = now
-            log(f"    {what}: epoch {epoch}/{epochs}, loss {loss:.4g}")
+        if now - last_time >= every_s or epoch == epochs:
+            pace = ""
+            if last_epoch is not None and epoch > last_epoch:
+                per_epoch = (now - last_time) / (epoch - last_epoch)
+                pace = f", {per_epoch:.3g} s/epoch, about {_duration((epochs - epoch) * per_epoch)} left"
+            log(f"    {what}: epoch {epoch}/{epochs}, loss {loss:.4g}{pace}")
+            last_epoch, last_time = epoch, now
 
     return progress
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '17 min' or '2 h 05 min' (rounded down to the unit shown)."""
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    minutes = int(seconds // 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def one_line(exc: BaseException) -> str:
