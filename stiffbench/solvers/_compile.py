@@ -25,8 +25,8 @@ ACTIVATION_MEMORY_BUDGET = 0.0
 activations for the backward pass and recomputes the rest there. A Rodas5P iteration saves ~140
 tensors (~180 KB for one model) per step, kept until the backward pass, and writing and reading
 back that much fresh memory costs more than recomputing it: one epoch of the paper's Rodas5P batch
-at trained weights took 1.07 s instead of 1.18 s (-10 %), Tsit5's batch at initial weights 65 ms
-instead of 70 ms, with the same losses (docs/design.md, Training speed, has the benchmark)."""
+at trained weights takes 1.07 s instead of 1.32 s with bitwise-equal losses and gradients
+(`pytest tests/bench/test_bench_training.py -k overheads --benchmark-enable`; docs/design.md)."""
 
 
 @functools.cache
