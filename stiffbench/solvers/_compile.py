@@ -41,10 +41,17 @@ def compiled(fn):
     logging.getLogger("torch._inductor.ir").addFilter(_no_c_shim_notice)
     compiled_fn = torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
 
+    functorch_config = torch._functorch.config
+
     @functools.wraps(fn)
     def call(*args):
-        with torch._functorch.config.patch(activation_memory_budget=ACTIVATION_MEMORY_BUDGET):
+        # set and restore by hand: config.patch() costs ~18 us per call, this ~6 us (hot loop)
+        previous = functorch_config.activation_memory_budget
+        functorch_config.activation_memory_budget = ACTIVATION_MEMORY_BUDGET
+        try:
             return compiled_fn(*args)
+        finally:
+            functorch_config.activation_memory_budget = previous
 
     return call
 
