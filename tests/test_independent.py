@@ -62,18 +62,19 @@ def restricting(solver_cls, mu, calls=None):
 
 
 @pytest.mark.parametrize("compact", [False, True])
-def test_step_budget_counts_each_trajectory(compact):
+@pytest.mark.parametrize("per_call", [1, 3])
+def test_step_budget_counts_each_trajectory(compact, per_call):
     y0 = torch.tensor([[2.0, 0.0], [2.0, 0.0], [2.0, 0.0]], dtype=F64)
     t_out = [0.0, 5.0]
     easy = solve_adaptive(Tsit5(), van_der_pol([1.0]), y0[:1], t_out, rtol=1e-6, atol=1e-8)
     budget = easy.n_steps + easy.n_rejected
     mu = [1.0, 1.0, 1.0]
     solve_independent(Tsit5(), van_der_pol(mu), y0, t_out, rtol=1e-6, atol=1e-8, max_steps=budget,
-                      restrict=restricting(Tsit5, mu) if compact else None)
+                      restrict=restricting(Tsit5, mu) if compact else None, iterations_per_call=per_call)
     mu = [1.0, 1.0, 20.0]  # with compaction trajectory 2 is row 0 of the last batch: the message names 2
     with pytest.raises(StepLimitExceeded, match="trajectory 2"):
         solve_independent(Tsit5(), van_der_pol(mu), y0, t_out, rtol=1e-6, atol=1e-8, max_steps=budget,
-                          restrict=restricting(Tsit5, mu) if compact else None)
+                          restrict=restricting(Tsit5, mu) if compact else None, iterations_per_call=per_call)
 
 
 @pytest.mark.parametrize(
@@ -100,6 +101,25 @@ def test_finished_trajectories_leaving_the_batch_change_nothing(name):
     assert all(len(a) > len(b) for a, b in zip(calls, calls[1:]))
     assert torch.equal(compact, full)
     grads = [torch.autograd.grad(out.square().sum(), y0)[0] for out in (compact, full)]
+    assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+@pytest.mark.parametrize("compact", [False, True])
+def test_several_iterations_per_call_change_nothing(name, compact):
+    """3 attempts per call (the batch shrinking only between calls) against 1: the same
+    operations in the same order, so states and gradients are bitwise equal (eager)."""
+    mu = (1.0, 1.5, 2.0, 3.0, 30.0)
+    y0 = torch.tensor([[2.0, 0.0], [1.5, 0.5], [2.0, -1.0], [1.0, 1.0], [2.0, 0.0]], dtype=F64, requires_grad=True)
+    t_out = torch.linspace(0, 5, 51, dtype=F64).tolist()
+    restrict = restricting(SOLVERS[name], mu) if compact else None
+    outs = [
+        solve_independent(SOLVERS[name](), van_der_pol(mu), y0, t_out, rtol=1e-6, atol=1e-8, restrict=restrict,
+                          iterations_per_call=k)
+        for k in (1, 3)
+    ]
+    assert torch.equal(outs[0], outs[1])
+    grads = [torch.autograd.grad(out.square().sum(), y0)[0] for out in outs]
     assert torch.equal(grads[0], grads[1])
 
 
@@ -155,11 +175,13 @@ def test_inductor_c_shim_notice_is_filtered_and_nothing_else():
 
 
 @pytest.mark.parametrize("name", SOLVERS)
-def test_overflowing_attempts_are_redone_and_do_not_poison_gradients(name, monkeypatch):
+@pytest.mark.parametrize("per_call", [1, 3])
+def test_overflowing_attempts_are_redone_and_do_not_poison_gradients(name, per_call, monkeypatch):
     """y' = -y whose field overflows (y * inf) at stage states more than 1e-4 off the exact
     solution, as the stages of a too-large attempt are: those attempts are redone with a tiny step
     (without that, 0 * inf in the rejected branch's backward makes the gradient NaN), and the
-    solution and its gradient d/dy0 sum_k y(t_k) = 1 + e^-0.5 + e^-1 stay exact."""
+    solution and its gradient d/dy0 sum_k y(t_k) = 1 + e^-0.5 + e^-1 stay exact. With several
+    attempts per call, a call holding such an attempt is discarded and redone one by one."""
     import stiffbench.solvers.independent as independent
 
     redone = []
@@ -178,7 +200,8 @@ def test_overflowing_attempts_are_redone_and_do_not_poison_gradients(name, monke
 
     y0 = y0_exact.clone().requires_grad_()
     t_out = torch.tensor([0.0, 0.5, 1.0], dtype=F64)
-    out = solve_independent(SOLVERS[name](), f, y0, t_out.tolist(), rtol=1e-6, atol=1e-8)
+    out = solve_independent(SOLVERS[name](), f, y0, t_out.tolist(), rtol=1e-6, atol=1e-8,
+                            iterations_per_call=per_call)
     assert any(redone)
     torch.testing.assert_close(out, y0_exact * torch.exp(-t_out).reshape(3, 1, 1), rtol=0, atol=1e-9)
     grad = torch.autograd.grad(out.sum(), y0)[0]

@@ -50,6 +50,9 @@ from stiffbench.solvers._compile import maybe_compiled
 
 Restrict = Callable[[torch.Tensor], tuple[AbstractAdaptiveSolver, Field]]
 
+ITERATIONS_PER_CALL = 4
+"""Iterations per compiled call when `compile` is on (see `_iterations`)."""
+
 
 def solve_independent(
     solver: AbstractAdaptiveSolver,
@@ -62,6 +65,7 @@ def solve_independent(
     max_steps: int = 100_000,
     compile: bool = False,
     restrict: Restrict | None = None,
+    iterations_per_call: int | None = None,
 ) -> torch.Tensor:
     """States of the B trajectories y0 (B, n) at the output times, shape (len(t_out), B, n).
 
@@ -82,6 +86,13 @@ def solve_independent(
     respect to parameters that `restrict` indexes are summed in another order (the index's
     backward adds the parts before and after each shrink), so they agree to rounding (3e-7
     relative in float32 for the paper's network).
+
+    iterations_per_call: attempted steps per call of the (compiled) iteration function; default
+    `ITERATIONS_PER_CALL` when compiling, else 1. Several per call pay the per-call overhead of a
+    compiled function (guards, autograd wrappers, the loop's own checks) once for all of them;
+    the arithmetic is the same, and eagerly the states and gradients are bitwise those of one per
+    call. Rows that finish within a call idle for the rest of it, and the batch shrinks only
+    between calls.
     """
     ts_out = as_times(t_out)
     if y0.dim() != 2:
@@ -99,19 +110,28 @@ def solve_independent(
                   solver.init(f, t.to(y0.dtype), y0))
     steps = []  # per iteration: (rows, accepted (R, 1), t_old, h_try, y_old, y_new, dense)
     limits = (t_end, rtol, atol)
+    chunk = iterations_per_call or (ITERATIONS_PER_CALL if compile else 1)
     while not bool(state.done.all()):
-        over = ~state.done & (state.attempts >= max_steps)
-        if bool(over.any()):
-            r = int(over.nonzero()[0, 0])
+        attempts = torch.where(state.done, 0, state.attempts)
+        most = int(attempts.max())
+        if most >= max_steps:
+            r = int(attempts.argmax())
             raise StepLimitExceeded(
                 f"{solver.__class__.__name__} reached max_steps={max_steps} for trajectory {int(rows[r])} at "
                 f"t={float(state.t[r])} of [{t0}, {t_end}] (last h={float(state.h[r]):.3g}); the problem may be too "
                 "stiff for this solver or the tolerances too tight"
             )
-        bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, None)
-        if bool(bad.any()):  # redo the non-finite attempts with a tiny h (see _iteration)
-            bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, bad)
-        steps.append((rows, *record))
+        records, new = None, state
+        if chunk > 1 and most + chunk <= max_steps:
+            bad, records, new = maybe_compiled(_iterations, compile, solver, f, state, limits, chunk)
+            if bool(bad):  # a non-finite attempt somewhere: redo this stretch one iteration at a time
+                records, new = None, state
+        if records is None:
+            bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, None)
+            if bool(bad.any()):  # redo the non-finite attempts with a tiny h (see _iteration)
+                bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, bad)
+            records = [record]
+        steps.extend((rows, *record) for record in records)
         state = new
         size = _compacted_size(int((~state.done).sum()), len(rows)) if restrict is not None else len(rows)
         if size < len(rows):
@@ -165,6 +185,18 @@ def _iteration(solver, f, s: _Loop, limits: tuple[float, float, float], redo: to
         carry=_where_tree(accept, step.carry, s.carry),
     )
     return bad, (accept, s.t, h_try, s.y, step.y, step.dense), new
+
+
+def _iterations(solver, f, s: _Loop, limits: tuple[float, float, float], count: int):
+    """`count` successive `_iteration`s as one function (one compiled graph, so the per-call
+    overhead is paid once): (any attempt non-finite, their records, the state after them). With
+    a non-finite attempt the caller discards the result and redoes the stretch one by one."""
+    records, bad = [], None
+    for _ in range(count):
+        bad_now, record, s = _iteration(solver, f, s, limits, None)
+        bad = bad_now if bad is None else bad | bad_now
+        records.append(record)
+    return bad.any(), records, s
 
 
 def _compacted_size(unfinished: int, rows: int) -> int:
