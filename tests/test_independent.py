@@ -128,6 +128,8 @@ def test_trivial_span_and_shape_checks():
     assert solve_independent(Tsit5(), van_der_pol(MU[:2]), y0, [1.0]).shape == (1, 2, 2)
     with pytest.raises(ValueError, match=r"shape \(B, n\)"):
         solve_independent(Tsit5(), van_der_pol(MU[:1]), y0[0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="iterations_per_call must be at least 1"):
+        solve_independent(Tsit5(), van_der_pol(MU[:2]), y0, [0.0, 1.0], iterations_per_call=0)
 
 
 @pytest.mark.parametrize("layer_norm", [True, False])

@@ -110,6 +110,8 @@ def solve_independent(
                   solver.init(f, t.to(y0.dtype), y0))
     steps = []  # per iteration: (rows, accepted (R, 1), t_old, h_try, y_old, y_new, dense)
     limits = (t_end, rtol, atol)
+    if iterations_per_call is not None and iterations_per_call < 1:
+        raise ValueError(f"iterations_per_call must be at least 1, got {iterations_per_call}")
     chunk = iterations_per_call or (ITERATIONS_PER_CALL if compile else 1)
     while not bool(state.done.all()):
         attempts = torch.where(state.done, 0, state.attempts)
@@ -124,7 +126,7 @@ def solve_independent(
         records, new = None, state
         if chunk > 1 and most + chunk <= max_steps:
             bad, records, new = maybe_compiled(_iterations, compile, solver, f, state, limits, chunk)
-            if bool(bad):  # a non-finite attempt somewhere: redo this stretch one iteration at a time
+            if bool(bad):  # a non-finite attempt somewhere: discard the call, advance one iteration below
                 records, new = None, state
         if records is None:
             bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, None)
@@ -190,7 +192,8 @@ def _iteration(solver, f, s: _Loop, limits: tuple[float, float, float], redo: to
 def _iterations(solver, f, s: _Loop, limits: tuple[float, float, float], count: int):
     """`count` successive `_iteration`s as one function (one compiled graph, so the per-call
     overhead is paid once): (any attempt non-finite, their records, the state after them). With
-    a non-finite attempt the caller discards the result and redoes the stretch one by one."""
+    a non-finite attempt the caller discards the result and advances by one `_iteration` (which
+    redoes such attempts with a tiny step) before calling again."""
     records, bad = [], None
     for _ in range(count):
         bad_now, record, s = _iteration(solver, f, s, limits, None)
