@@ -123,11 +123,11 @@ def solve_independent(
                 f"t={float(state.t[r])} of [{t0}, {t_end}] (last h={float(state.h[r]):.3g}); the problem may be too "
                 "stiff for this solver or the tolerances too tight"
             )
-        records, new = None, state
+        records = None
         if chunk > 1 and most + chunk <= max_steps:
             bad, records, new = maybe_compiled(_iterations, compile, solver, f, state, limits, chunk)
             if bool(bad):  # a non-finite attempt somewhere: discard the call, advance one iteration below
-                records, new = None, state
+                records = None
         if records is None:
             bad, record, new = maybe_compiled(_iteration, compile, solver, f, state, limits, None)
             if bool(bad.any()):  # redo the non-finite attempts with a tiny h (see _iteration)

@@ -74,7 +74,7 @@ def test_adaptive_epoch(benchmark, solver, path, hh_task):
     """Forward + backward of one epoch of the 10-model adaptive batch from its initial weights:
     per-model solves (baseline), one batched solve with per-model step control, and that compiled."""
     if path == "batched_compiled" and benchmark.disabled:
-        pytest.skip("compiles for ~30-100 s: timed runs only (--benchmark-enable)")
+        pytest.skip("compiles for minutes: timed runs only (--benchmark-enable)")
     field, batch, losses = adaptive_objective(solver, hh_task, path == "batched_compiled")
 
     def epoch():
@@ -113,7 +113,7 @@ def test_trained_rodas5p_epoch(benchmark, compaction, hh_task, monkeypatch):
     seeds 0-4) at its weights after 1406 of 5000 epochs (the training checkpoint's network, float64),
     where one model needs ~770 accepted steps per epoch and the other nine 57-87: finished models
     leaving the batch (`compaction`, the training path) against the whole batch stepping to the end.
-    Timed runs compile the iteration (about 2 min per shape set); the smoke run is eager."""
+    Timed runs compile the iteration (minutes per shape set); the smoke run is eager."""
     import torch
 
     import stiffbench_methods._neural_ode as neural_ode
