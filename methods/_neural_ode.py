@@ -36,7 +36,7 @@ from stiffbench.solvers import StepLimitExceeded
 from stiffbench.solvers.adjoint import odeint_with_grad
 from stiffbench.solvers.heun import heun_adjoint_rollout, heun_forecast
 from stiffbench.solvers.heun_backsolve import heun_backsolve_rollout
-from stiffbench.solvers.independent import solve_independent
+from stiffbench.solvers.batched_adjoint import solve_independent_adjoint
 from stiffbench.solvers.rodas5p import Rodas5P
 from stiffbench.solvers.tsit5 import Tsit5
 
@@ -294,11 +294,14 @@ class VectorField(nn.Module):
         return f
 
     def jet(self, params: tuple[torch.Tensor, ...]):
-        """(f, J, f_t)(t, z) for z (B, n) with the given `rollout_params`, by forward mode
-        (`TimeMLPField.jet`): Rodas5P's derivatives at a fraction of reverse mode's cost."""
+        """(f, J, f_t)(t, z) for z (B, n), or at M samples per model z (B, M, n) with t (B, M, 1), with
+        the given `rollout_params`, by forward mode (`TimeMLPField.jet`): Rodas5P's derivatives at a
+        fraction of reverse mode's cost."""
         net = self.field.prepare(params)
 
         def jet(t, z):
+            if z.dim() == 3:
+                return self.field.jet(net, t, z, per_sample=True)
             out, J, f_t = self.field.jet(net, t, z.unsqueeze(1))
             return out.squeeze(1), J, f_t
 
@@ -375,9 +378,8 @@ def rollout(
         def solver_and_field(ps: tuple[torch.Tensor, ...]):
             return Rodas5P(jet=field.jet(ps)) if p.solver == "rodas5p" else Tsit5(), field.evaluator(ps)
 
-        restrict = lambda rows: solver_and_field(tuple(x[rows] for x in params))  # noqa: E731
-        ys = solve_independent(
-            *solver_and_field(params), y0, times, rtol=p.rtol, atol=p.atol, compile=compile, restrict=restrict, **limit
+        ys = solve_independent_adjoint(
+            solver_and_field, params, y0, times, rtol=p.rtol, atol=p.atol, compile=compile, **limit
         )
         return ys.transpose(0, 1)
     groups = [slice(None)] if p.solver == "heun" else [slice(b, b + 1) for b in range(len(y0))]

@@ -210,8 +210,9 @@ def mlp_jet(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The network on x (B, M, in) and its directional derivatives along tangents given as their
     first-layer pre-activations (the rows of w_0 for unit directions), broadcasting against the
-    samples: K directions at one sample, x (B, 1, in) with tangents (B, K, H_1), or one direction
-    per sample, tangents (B, M, H_1). Returns (out (B, M, out), d_out (B, K or M, out)).
+    samples: K directions at one sample, x (B, 1, in) with tangents (B, K, H_1); one direction
+    per sample, tangents (B, M, H_1); or the same K directions at each of M samples, tangents
+    (B, 1, K, H_1). Returns (out (B, M, out), d_out (B, K or M, out), or (B, M, K, out)).
 
     Forward mode, written out: tanh' = 1 - u^2 and LayerNorm's derivative without affine,
     dv = rstd (du - mean(du) - v mean(v du)); each layer then maps the tangents with one batched
@@ -222,19 +223,25 @@ def mlp_jet(
     its rstd silently loses rstd's dependence on the parameters (0.015-0.05 % off per parameter
     tensor in the Rodas5P gradient of the paper's trained network, measured before this was fixed).
     """
+    per_sample = tangents.dim() == 4  # K directions at each sample: sample quantities get a K axis
+    at_samples = (lambda z: z.unsqueeze(-2)) if per_sample else (lambda z: z)  # noqa: E731
     a = _linear(x, layers.w[0], layers.transposed(0), first_bias)
     da = tangents
     for i in range(1, len(layers.w)):
         u = torch.tanh(a)
-        du = (1 - u.square()) * da
+        du = (1 - at_samples(u).square()) * da
         if layers.layer_norm:
             centred = u - u.mean(-1, keepdim=True)
             rstd = torch.rsqrt(centred.square().mean(-1, keepdim=True) + LAYER_NORM_EPS)
             v = centred * rstd
-            du = rstd * (du - du.mean(-1, keepdim=True) - v * (v * du).mean(-1, keepdim=True))
+            v_k = at_samples(v)
+            du = at_samples(rstd) * (du - du.mean(-1, keepdim=True) - v_k * (v_k * du).mean(-1, keepdim=True))
             u = v
         a = _linear(u, layers.w[i], layers.transposed(i), layers.b[i])
-        da = torch.bmm(du, layers.w[i])
+        if per_sample:
+            da = torch.bmm(du.flatten(1, 2), layers.w[i]).unflatten(1, du.shape[1:3])
+        else:
+            da = torch.bmm(du, layers.w[i])
     return a, da
 
 
@@ -270,14 +277,18 @@ class TimeMLPField(NamedTuple):
         dy, deltas = mlp_pullback(net[0], residuals, g)
         return dy, (*mlp_layer_inputs(net[0], residuals), *deltas)
 
-    def jet(self, net, t, y):
+    def jet(self, net, t, y, per_sample: bool = False):
         """(dy/dt (B, 1, n), J = d(dy/dt)/dy (B, n, n), d(dy/dt)/dt (B, n)) at one sample per model
-        y (B, 1, n), forward mode (`mlp_jet`) along the n state directions and time."""
+        y (B, 1, n), forward mode (`mlp_jet`) along the n state directions and time. per_sample: at
+        each of M samples y (B, M, n), with t (B, M, 1): dy/dt (B, M, n), J (B, M, n, n) and
+        d(dy/dt)/dt (B, M, n)."""
         layers, w_time, z_shift, t_shift = net
         n = y.shape[-1]
         tangents = torch.cat([layers.w[0], w_time.expand(-1, 1, -1)], 1)
+        if per_sample:
+            tangents = tangents.unsqueeze(1)
         out, d_out = mlp_jet(layers, y - z_shift, time_bias(layers.b[0], w_time, t, t_shift), tangents)
-        return out, d_out[:, :n].transpose(1, 2), d_out[:, n]
+        return out, d_out[..., :n, :].transpose(-1, -2), d_out[..., n, :]
 
     def param_grads(self, net, times, cotangents):
         layers, _, _, t_shift = net
@@ -289,7 +300,8 @@ class TimeMLPField(NamedTuple):
 
 def time_bias(b: torch.Tensor, w_time: torch.Tensor, t, t_shift: torch.Tensor) -> torch.Tensor:
     """b + (t - t_shift) w_time for b, w_time (B, 1, H), t_shift (B, 1, 1) and t a float or a 0-d
-    tensor -> (B, 1, H), times (M,) -> (B, M, H), or one time per model (B, 1) -> (B, 1, H)."""
-    if isinstance(t, torch.Tensor):
+    tensor -> (B, 1, H), times (M,) -> (B, M, H), one time per model (B, 1) -> (B, 1, H), or one
+    per sample (B, M, 1) -> (B, M, H)."""
+    if isinstance(t, torch.Tensor) and t.dim() < 3:
         t = t.unsqueeze(-1) if t.dim() == 2 else t.reshape(-1, 1)
     return b + (t - t_shift) * w_time

@@ -97,9 +97,29 @@ def solve_independent(
     ts_out = as_times(t_out)
     if y0.dim() != 2:
         raise ValueError(f"y0 must have shape (B, n), got {tuple(y0.shape)}")
-    t0, t_end = ts_out[0], ts_out[-1]
-    if t_end == t0:
+    if ts_out[-1] == ts_out[0]:
         return y0.unsqueeze(0)
+    solver, records = integrate(solver, f, y0, ts_out, rtol=rtol, atol=atol, max_steps=max_steps, compile=compile,
+                                restrict=restrict, iterations_per_call=iterations_per_call)
+    return records.outputs(solver, y0, ts_out)
+
+
+def integrate(
+    solver: AbstractAdaptiveSolver,
+    f: Field,
+    y0: torch.Tensor,
+    ts_out: list[float],
+    *,
+    rtol: float,
+    atol: float,
+    max_steps: int,
+    compile: bool,
+    restrict: Restrict | None,
+    iterations_per_call: int | None,
+) -> tuple[AbstractAdaptiveSolver, "Records"]:
+    """`solve_independent`'s loop from ts_out[0] to ts_out[-1] > ts_out[0]: the solver it ended
+    with (restricted to the last rows) and the record of every attempted step."""
+    t0, t_end = ts_out[0], ts_out[-1]
     n_traj = y0.shape[0]
     rows = torch.arange(n_traj, device=y0.device)  # the trajectory of each row still in the loop
     t = torch.full((n_traj, 1), t0, dtype=torch.float64, device=y0.device)
@@ -143,7 +163,7 @@ def solve_independent(
             state = _Loop(*(x[keep] for x in state[:-1]), carry)
             solver, f = restrict(rows)
             solver.init(f, state.t.to(y0.dtype), state.y)  # its set-up only: the rows keep their own carry
-    return _outputs(solver, y0, ts_out, steps)
+    return solver, Records.of(steps, n_traj)
 
 
 class _Loop(NamedTuple):
@@ -218,33 +238,78 @@ def _where_tree(mask: torch.Tensor, new, old):
     return tree_unflatten([torch.where(mask, a, b) for a, b in zip(new_leaves, tree_flatten(old)[0])], spec)
 
 
-def _outputs(solver, y0: torch.Tensor, ts_out: list[float], steps: list) -> torch.Tensor:
-    """Every trajectory's states at ts_out from the dense output of its accepted steps (one gather
-    from all iterations' rows, concatenated in iteration order)."""
-    rows = torch.cat([s[0] for s in steps]).cpu().numpy()  # (R,): the trajectory of each row
-    accepted = torch.cat([s[1] for s in steps]).squeeze(1).cpu().numpy()
-    t_old = torch.cat([s[2] for s in steps]).squeeze(1).cpu().numpy()
-    h_try = torch.cat([s[3] for s in steps]).squeeze(1).cpu().numpy()
-    n_traj, s_out = y0.shape[0], np.asarray(ts_out[1:])
-    index = np.empty((n_traj, len(s_out)), dtype=np.int64)
-    theta = np.empty((n_traj, len(s_out)))
-    at_end = np.empty((n_traj, len(s_out)), dtype=bool)
-    for b in range(n_traj):
-        its = np.flatnonzero(accepted & (rows == b))
-        t_new = t_old[its] + h_try[its]
-        t_new[-1] = ts_out[-1]  # the last accepted step lands on t_end exactly
-        j = np.minimum(np.searchsorted(t_new, s_out, side="left"), len(its) - 1)
-        index[b] = its[j]
-        at_end[b] = s_out == t_new[j]
-        theta[b] = (s_out - t_old[its[j]]) / h_try[its[j]]
-    idx = torch.as_tensor(index, device=y0.device)
-    gather = lambda xs: torch.cat(xs)[idx]  # noqa: E731  R rows -> (B, N, ...)
-    spec = tree_flatten(steps[0][6])[1]
-    per_leaf = zip(*(tree_flatten(s[6])[0] for s in steps))
-    dense = tree_unflatten([gather(list(leaves)) for leaves in per_leaf], spec)
-    y_old, y_new = gather([s[4] for s in steps]), gather([s[5] for s in steps])
+class Positions(NamedTuple):
+    """Where the outputs t_out[1:] fall: index (B, N - 1) of the step whose dense output covers each
+    one, theta (B, N - 1) its fraction of that step, at_end (B, N - 1) whether it is the step's end."""
+
+    index: np.ndarray
+    theta: np.ndarray
+    at_end: np.ndarray
+
+
+class Records(NamedTuple):
+    """Every attempted step of `integrate`, in iteration order (R rows): each row's trajectory,
+    whether it was accepted, its start time and step (numpy), and its tensors y_old, y_new (R, n)
+    and dense output (a structure of (R, ...) tensors). `table` lists each trajectory's accepted
+    rows in order, trajectory after trajectory, `counts` (B,) how many each has."""
+
+    trajectory: np.ndarray
+    accepted: np.ndarray
+    t_old: np.ndarray
+    h_try: np.ndarray
+    y_old: torch.Tensor
+    y_new: torch.Tensor
+    dense: Any
+    table: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, steps: list, n_traj: int) -> "Records":
+        """From the loop's per-iteration (rows, accepted, t_old, h_try, y_old, y_new, dense)."""
+        column = lambda i: torch.cat([s[i] for s in steps]).squeeze(1).cpu().numpy()  # noqa: E731
+        trajectory, accepted = torch.cat([s[0] for s in steps]).cpu().numpy(), column(1)
+        per_trajectory = [np.flatnonzero(accepted & (trajectory == b)) for b in range(n_traj)]
+        spec = tree_flatten(steps[0][6])[1]
+        dense = tree_unflatten([torch.cat(leaves) for leaves in zip(*(tree_flatten(s[6])[0] for s in steps))], spec)
+        return cls(
+            trajectory, accepted, column(2), column(3), torch.cat([s[4] for s in steps]),
+            torch.cat([s[5] for s in steps]), dense, np.concatenate(per_trajectory),
+            np.array([len(its) for its in per_trajectory]),
+        )
+
+    def positions(self, ts_out: list[float]) -> Positions:
+        """The output positions, `index` counting in `table` (the accepted steps)."""
+        s_out = np.asarray(ts_out[1:])
+        shape = (len(self.counts), len(s_out))
+        index, theta, at_end = np.empty(shape, dtype=np.int64), np.empty(shape), np.empty(shape, dtype=bool)
+        start = 0
+        for b, count in enumerate(self.counts):
+            its = self.table[start : start + count]
+            t_new = self.t_old[its] + self.h_try[its]
+            t_new[-1] = ts_out[-1]  # the last accepted step lands on t_end exactly
+            j = np.minimum(np.searchsorted(t_new, s_out, side="left"), count - 1)
+            index[b] = start + j
+            at_end[b] = s_out == t_new[j]
+            theta[b] = (s_out - self.t_old[its[j]]) / self.h_try[its[j]]
+            start += count
+        return Positions(index, theta, at_end)
+
+    def outputs(self, solver: AbstractAdaptiveSolver, y0: torch.Tensor, ts_out: list[float]) -> torch.Tensor:
+        """Every trajectory's states at ts_out, (N, B, n), from the dense output of its accepted
+        steps (one gather from all rows)."""
+        where = self.positions(ts_out)
+        return interpolated(solver, y0, where._replace(index=self.table[where.index]), self.y_old, self.y_new,
+                            self.dense)
+
+
+def interpolated(solver, y0: torch.Tensor, where: Positions, y_old, y_new, dense) -> torch.Tensor:
+    """y0 and the states at the output positions, (N, B, n), from steps given by their y_old,
+    y_new (S, n) and dense output ((S, ...) tensors) that `where.index` counts in."""
+    idx = torch.as_tensor(where.index, device=y0.device)
+    gather = lambda x: x[idx]  # noqa: E731  S rows -> (B, N - 1, ...)
     # theta in float64: the interpolant's weights are formed in float64, as solve_adaptive's are
-    th = torch.as_tensor(theta, dtype=torch.float64, device=y0.device).unsqueeze(-1)
-    mid = solver.interpolate(y_old, y_new, dense, th).to(y0.dtype)
-    out = torch.where(torch.as_tensor(at_end, device=y0.device).unsqueeze(-1), y_new, mid)
+    th = torch.as_tensor(where.theta, dtype=torch.float64, device=y0.device).unsqueeze(-1)
+    ends = gather(y_new)
+    mid = solver.interpolate(gather(y_old), ends, tree_map(gather, dense), th).to(y0.dtype)
+    out = torch.where(torch.as_tensor(where.at_end, device=y0.device).unsqueeze(-1), ends, mid)
     return torch.cat([y0.unsqueeze(0), out.transpose(0, 1)])

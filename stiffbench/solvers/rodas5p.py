@@ -72,11 +72,18 @@ Jacobian = Callable[[float, torch.Tensor], torch.Tensor]
 Jet = Callable[[float, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-@functools.cache
+_COEFFICIENTS: dict[tuple[torch.dtype, torch.device], tuple[torch.Tensor, ...]] = {}
+
+
 def _coefficients(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Per stage i = 1..7 the (2, i) matrix [A[i]; C[i]], and at index 8 the (4, 8) matrix [B; H]."""
-    as_t = lambda rows: torch.tensor(rows, dtype=dtype, device=device)  # noqa: E731
-    return (None, *(as_t([A[i], C[i]]) for i in range(1, 8)), as_t([B, *H]))
+    """Per stage i = 1..7 the (2, i) matrix [A[i]; C[i]], and at index 8 the (4, 8) matrix [B; H];
+    built once per dtype and device (a plain dict, which torch.compile reads without tracing the
+    construction again, as it would through functools.cache)."""
+    key = (dtype, torch.device(device))
+    if key not in _COEFFICIENTS:
+        as_t = lambda rows: torch.tensor(rows, dtype=dtype, device=device)  # noqa: E731
+        _COEFFICIENTS[key] = (None, *(as_t([A[i], C[i]]) for i in range(1, 8)), as_t([B, *H]))
+    return _COEFFICIENTS[key]
 
 
 class Rodas5P(AbstractAdaptiveSolver):

@@ -106,23 +106,31 @@ def trained_rodas5p(hh_task, compile: bool):
     return field, losses
 
 
+def backprop_through_loop(build, params, y0, times, **options):
+    """solve_independent_adjoint's states by plain autograd through solve_independent's loop (every
+    attempted step recorded, the backward pass one step after another): the path it replaced."""
+    from stiffbench.solvers.independent import solve_independent
+
+    restrict = lambda rows: build(tuple(p[rows] for p in params))  # noqa: E731
+    return solve_independent(*build(params), y0, times, restrict=restrict, **options)
+
+
 @pytest.mark.benchmark(group="adaptive-training-epoch-trained")
-@pytest.mark.parametrize("compaction", [True, False], ids=["compaction", "full_batch"])
-def test_trained_rodas5p_epoch(benchmark, compaction, hh_task, monkeypatch):
+@pytest.mark.parametrize("gradient", ["batched_adjoint", "backprop_through_loop"])
+def test_trained_rodas5p_epoch(benchmark, gradient, hh_task, monkeypatch):
     """Forward + backward of one epoch of the paper suite's Rodas5P batch (both normalisations x
     seeds 0-4) at its weights after 1406 of 5000 epochs (the training checkpoint's network, float64),
-    where one model needs ~770 accepted steps per epoch and the other nine 57-87: finished models
-    leaving the batch (`compaction`, the training path) against the whole batch stepping to the end.
-    Timed runs compile the iteration (minutes per shape set); the smoke run is eager."""
+    where one model needs ~770 accepted steps per epoch and the other nine 57-87: the training path
+    (`batched_adjoint`: the forward loop without autograd, then the accepted steps linearised in
+    batches) against autograd through the loop. Timed runs compile (minutes); the smoke run is eager."""
     import torch
 
     import stiffbench_methods._neural_ode as neural_ode
 
     field, losses = trained_rodas5p(hh_task, compile=not benchmark.disabled)
-    reference = losses().detach()  # with compaction
-    if not compaction:
-        solve = neural_ode.solve_independent
-        monkeypatch.setattr(neural_ode, "solve_independent", lambda *a, **k: solve(*a, **{**k, "restrict": None}))
+    reference = losses().detach()
+    if gradient == "backprop_through_loop":
+        monkeypatch.setattr(neural_ode, "solve_independent_adjoint", backprop_through_loop)
 
     def epoch():
         field.zero_grad()
@@ -131,8 +139,9 @@ def test_trained_rodas5p_epoch(benchmark, compaction, hh_task, monkeypatch):
         return loss.detach()
 
     loss = benchmark.pedantic(epoch, rounds=3, warmup_rounds=1) if not benchmark.disabled else benchmark(epoch)
-    # the same states either way (bitwise in eager mode; compiled graphs of other shapes round differently)
+    # the same loop either way (the same states; compiled graphs compiled apart may round differently)
     torch.testing.assert_close(loss, reference, rtol=0 if benchmark.disabled else 1e-9, atol=0)
+    assert all(torch.isfinite(p.grad).all() for p in field.parameters())
 
 
 OVERHEAD_VARIANTS = {  # name: (gc frozen, activation memory budget, iterations per call)
