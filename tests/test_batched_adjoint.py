@@ -1,5 +1,5 @@
 """solve_independent_adjoint: the same states as solve_independent, and the gradient of backprop
-through it (parameters and start states) from the batched discrete adjoint, for Rodas5P (whose
+through its loop (solve_independent_backprop; parameters and start states) from the batched discrete adjoint, for Rodas5P (whose
 linearisation runs the network's jet on many samples per model) and Tsit5 (first same as last)."""
 
 import numpy as np
@@ -8,8 +8,12 @@ import torch
 
 import stiffbench.solvers.batched_adjoint as batched_adjoint
 from stiffbench.nn import BatchedMLP, TimeMLPField
-from stiffbench.solvers.batched_adjoint import _adjoint_recursion, _groups, solve_independent_adjoint
-from stiffbench.solvers.independent import solve_independent
+from stiffbench.solvers.batched_adjoint import (
+    _adjoint_recursion,
+    _groups,
+    solve_independent_adjoint,
+    solve_independent_backprop,
+)
 from stiffbench.solvers.rodas5p import Rodas5P
 from stiffbench.solvers.tsit5 import Tsit5
 
@@ -59,9 +63,7 @@ def test_same_states_and_gradients_as_backprop_through_the_loop(name, layer_norm
     y0 = torch.tensor([[0.5, -0.3, 0.2], [0.1, 0.4, -0.6], [-0.2, 0.3, 0.1]], dtype=F64, requires_grad=True)
     t_out = np.linspace(0.0, 3.0, 31).tolist()
     target = torch.sin(torch.arange(31 * 3 * N, dtype=F64)).reshape(31, 3, N)
-    ps = params()
-    restrict = lambda rows: build(tuple(p[rows] for p in ps))  # noqa: E731
-    reference = solve_independent(*build(ps), y0, t_out, rtol=1e-6, atol=1e-8, restrict=restrict)
+    reference = solve_independent_backprop(build, params(), y0, t_out, rtol=1e-6, atol=1e-8)
     ref_grads = torch.autograd.grad((reference - target).square().sum(), [*leaves, y0])
 
     counts = []

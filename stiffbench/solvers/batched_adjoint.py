@@ -33,7 +33,7 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from stiffbench.solvers._adaptive import AbstractAdaptiveSolver, Field, as_times
 from stiffbench.solvers._compile import maybe_compiled
-from stiffbench.solvers.independent import Records, integrate, interpolated
+from stiffbench.solvers.independent import Records, integrate, interpolated, solve_independent
 
 with warnings.catch_warnings():  # forward mode imports this on first use, which warns about torch.jit.script
     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
@@ -75,6 +75,17 @@ def solve_independent_adjoint(
         return y0.unsqueeze(0)
     options = dict(rtol=rtol, atol=atol, max_steps=max_steps, compile=compile, iterations_per_call=iterations_per_call)
     return _BatchedAdjoint.apply((build, ts_out, options), y0, *params)
+
+
+def solve_independent_backprop(
+    build: Build, params: Sequence[torch.Tensor], y0: torch.Tensor, t_out: Sequence[float] | torch.Tensor, **options
+) -> torch.Tensor:
+    """The same states with `solve_independent_adjoint`'s signature, differentiable by plain
+    autograd through the loop (every attempt recorded; the backward pass one attempt after
+    another). Cheaper where steps are few and cheap (an explicit solver, small step counts): it
+    compiles much less and pads nothing; options as `solve_independent`."""
+    restrict = lambda rows: build(tuple(p[rows] for p in params))  # noqa: E731
+    return solve_independent(*build(params), y0, t_out, restrict=restrict, **options)
 
 
 class _BatchedAdjoint(torch.autograd.Function):

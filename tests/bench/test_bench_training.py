@@ -106,15 +106,6 @@ def trained_rodas5p(hh_task, compile: bool):
     return field, losses
 
 
-def backprop_through_loop(build, params, y0, times, **options):
-    """solve_independent_adjoint's states by plain autograd through solve_independent's loop (every
-    attempted step recorded, the backward pass one step after another): the path it replaced."""
-    from stiffbench.solvers.independent import solve_independent
-
-    restrict = lambda rows: build(tuple(p[rows] for p in params))  # noqa: E731
-    return solve_independent(*build(params), y0, times, restrict=restrict, **options)
-
-
 @pytest.mark.benchmark(group="adaptive-training-epoch-trained")
 @pytest.mark.parametrize("gradient", ["batched_adjoint", "backprop_through_loop"])
 def test_trained_rodas5p_epoch(benchmark, gradient, hh_task, monkeypatch):
@@ -126,11 +117,12 @@ def test_trained_rodas5p_epoch(benchmark, gradient, hh_task, monkeypatch):
     import torch
 
     import stiffbench_methods._neural_ode as neural_ode
+    from stiffbench.solvers.batched_adjoint import solve_independent_backprop
 
     field, losses = trained_rodas5p(hh_task, compile=not benchmark.disabled)
     reference = losses().detach()
     if gradient == "backprop_through_loop":
-        monkeypatch.setattr(neural_ode, "solve_independent_adjoint", backprop_through_loop)
+        monkeypatch.setattr(neural_ode, "solve_independent_adjoint", solve_independent_backprop)
 
     def epoch():
         field.zero_grad()
