@@ -24,7 +24,7 @@ reordered, so the two agree to rounding.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -105,17 +105,17 @@ class _BatchedAdjoint(torch.autograd.Function):
         compile = options["compile"]
         y0, *params = ctx.saved_tensors
         records: Records = ctx.records
-        steps = _accepted_steps(records)
+        steps = _Accepted.of(records)
         cotangents = _output_cotangents(ctx.solver, y0, records.positions(ts_out), steps, g)
         grad_y0 = g[0].clone()
         grads = [torch.zeros_like(p) if ctx.needs_input_grad[2 + i] else None for i, p in enumerate(params)]
         for group in map(torch.as_tensor, _groups(records.counts)):
-            sample = _sample_index(records.counts, group)
+            sample = _sample_index(records.counts, group).to(y0.device)
             theta = tuple(p[group] for p in params)
             chunks = sample.split(SAMPLES_PER_PASS, dim=1)
             columns, from_dense = zip(*(_state_derivatives(build, theta, steps, cotangents, c, compile) for c in chunks))
             adjoints, grad_start = _adjoint_recursion(
-                torch.cat(columns, 1), torch.cat(from_dense, 1), _take(cotangents[1], sample), sample >= 0
+                torch.cat(columns, 1), torch.cat(from_dense, 1), _take(cotangents.y_new, sample), sample >= 0
             )
             grad_y0[group] += grad_start
             start = 0
@@ -129,29 +129,54 @@ class _BatchedAdjoint(torch.autograd.Function):
         return None, grad_y0 if ctx.needs_input_grad[1] else None, *grads
 
 
-def _accepted_steps(records: Records) -> tuple:
+class _Accepted(NamedTuple):
     """The accepted steps in `Records.table` order: t (S, 1) and h (S, 1) in the state's dtype,
     y_old and y_new (S, n), the dense output's leaves (S, ...) and its structure."""
-    table = torch.as_tensor(records.table, device=records.y_old.device)
-    dtype = records.y_old.dtype
-    as_column = lambda x: torch.as_tensor(x[records.table], dtype=dtype, device=table.device).unsqueeze(1)  # noqa: E731
-    dense_leaves, spec = tree_flatten(tree_map(lambda x: x[table], records.dense))
-    return (as_column(records.t_old), as_column(records.h_try), records.y_old[table], records.y_new[table],
-            dense_leaves, spec)
+
+    t: torch.Tensor
+    h: torch.Tensor
+    y_old: torch.Tensor
+    y_new: torch.Tensor
+    dense: list
+    spec: Any
+
+    @classmethod
+    def of(cls, records: Records) -> "_Accepted":
+        table = torch.as_tensor(records.table, device=records.y_old.device)
+        as_column = lambda x: torch.as_tensor(  # noqa: E731
+            x[records.table], dtype=records.y_old.dtype, device=table.device
+        ).unsqueeze(1)
+        dense, spec = tree_flatten(tree_map(lambda x: x[table], records.dense))
+        return cls(as_column(records.t_old), as_column(records.h_try), records.y_old[table], records.y_new[table],
+                   dense, spec)
+
+    def at(self, sample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(t, h, y_old) at the sample positions (G, S, ...); padding repeats the first step."""
+        index = sample.clamp(min=0)
+        return self.t[index], self.h[index], self.y_old[index]
 
 
-def _output_cotangents(solver, y0, where, steps, g: torch.Tensor) -> tuple:
-    """Cotangents of the accepted steps' y_old, y_new and dense leaves from those of the outputs
-    (their interpolation, differentiated by autograd: one gather and a few products)."""
-    _, _, y_old, y_new, dense_leaves, spec = steps
-    leaves = [x.detach().requires_grad_(x.is_floating_point()) for x in (y_old, y_new, *dense_leaves)]
+class _Cotangents(NamedTuple):
+    """Cotangents of the accepted steps' y_old, y_new (S, n) and dense leaves (None where a leaf is
+    not floating point)."""
+
+    y_old: torch.Tensor
+    y_new: torch.Tensor
+    dense: list
+
+
+def _output_cotangents(solver, y0, where, steps: _Accepted, g: torch.Tensor) -> _Cotangents:
+    """The accepted steps' cotangents from those of the outputs (their interpolation,
+    differentiated by autograd: one gather and a few products)."""
+    leaves = [x.detach().requires_grad_(x.is_floating_point()) for x in (steps.y_old, steps.y_new, *steps.dense)]
     with torch.enable_grad():
-        out = interpolated(solver, y0.detach(), where, leaves[0], leaves[1], tree_unflatten(leaves[2:], spec))[1:]
+        dense = tree_unflatten(leaves[2:], steps.spec)
+        out = interpolated(solver, y0.detach(), where, leaves[0], leaves[1], dense)[1:]
         wanted = [x for x in leaves if x.requires_grad]
         found = iter(torch.autograd.grad(out, wanted, g[1:], allow_unused=True))
     grads = [next(found) if x.requires_grad else None for x in leaves]
     grads = [torch.zeros_like(x) if d is None and x.is_floating_point() else d for x, d in zip(leaves, grads)]
-    return grads[0], grads[1], grads[2:]
+    return _Cotangents(grads[0], grads[1], grads[2:])
 
 
 def _groups(counts: np.ndarray) -> list[np.ndarray]:
@@ -205,11 +230,10 @@ def _state_tangents(build: Build, theta, t, h, y):
 def _state_derivatives(build, theta, steps, cotangents, sample, compile: bool = False):
     """For each step of the chunk, M^T (G, S, n, n) and g_old + D^T g_dense (G, S, n), by forward
     mode along the n state directions."""
-    t, h, y = (x[sample.clamp(min=0)] for x in steps[:3])
-    d_new, d_dense = maybe_compiled(_state_tangents, compile, build, theta, t, h, y)
+    d_new, d_dense = maybe_compiled(_state_tangents, compile, build, theta, *steps.at(sample))
     columns = d_new.permute(1, 2, 0, 3)  # [g, s, i, j] = dy_new_j / dy_i: M^T
-    from_dense = _take(cotangents[0], sample)
-    for d, g in zip(d_dense, cotangents[2]):
+    from_dense = _take(cotangents.y_old, sample)
+    for d, g in zip(d_dense, cotangents.dense):
         if d.is_floating_point():
             from_dense = from_dense + (d * _take(g, sample)).flatten(3).sum(-1).permute(1, 2, 0)
     mask = (sample >= 0).reshape(*sample.shape, 1)
@@ -235,11 +259,10 @@ def _adjoint_recursion(m_t: torch.Tensor, from_dense: torch.Tensor, g_new: torch
 def _parameter_gradient(build, theta, steps, cotangents, sample, adjoints, compile: bool = False):
     """sum over the chunk's steps of (d step / d theta)^T (a, g_dense), one vjp by autograd."""
     wanted = tuple(p.detach().requires_grad_(p.is_floating_point()) for p in theta)
-    t, h, y = (x[sample.clamp(min=0)] for x in steps[:3])
     with torch.enable_grad():
-        y_new, dense = maybe_compiled(_step_outputs, compile, build, wanted, t, h, y)
+        y_new, dense = maybe_compiled(_step_outputs, compile, build, wanted, *steps.at(sample))
         outputs, cots = [y_new], [adjoints]
-        for d, g in zip(dense, cotangents[2]):
+        for d, g in zip(dense, cotangents.dense):
             if d.requires_grad:
                 outputs.append(d)
                 cots.append(_take(g, sample))
