@@ -31,9 +31,9 @@ import torch
 from torch.func import jvp, vmap
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from stiffbench.solvers._adaptive import AbstractAdaptiveSolver, Field, as_times
+from stiffbench.solvers._adaptive import AbstractAdaptiveSolver, Field
 from stiffbench.solvers._compile import maybe_compiled
-from stiffbench.solvers.independent import Records, integrate, interpolated, solve_independent
+from stiffbench.solvers.independent import Records, checked_times, integrate, interpolated, solve_independent
 
 with warnings.catch_warnings():  # forward mode imports this on first use, which warns about torch.jit.script
     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
@@ -68,9 +68,7 @@ def solve_independent_adjoint(
     leave the batch. For the linearisation f (and the solver's derivatives, e.g. Rodas5P's jet)
     must also take M samples per model: y (B, M, n) with times and steps of shape (B, M, 1).
     """
-    ts_out = as_times(t_out)
-    if y0.dim() != 2:
-        raise ValueError(f"y0 must have shape (B, n), got {tuple(y0.shape)}")
+    ts_out = checked_times(y0, t_out)
     if ts_out[-1] == ts_out[0]:
         return y0.unsqueeze(0)
     options = dict(rtol=rtol, atol=atol, max_steps=max_steps, compile=compile, iterations_per_call=iterations_per_call)
@@ -120,8 +118,8 @@ class _BatchedAdjoint(torch.autograd.Function):
             grad_y0[group] += grad_start
             start = 0
             for c in chunks:
-                part = _parameter_gradient(build, theta, steps, cotangents, c, adjoints[:, start : start + c.shape[1]],
-                                           compile)
+                part = _parameter_gradient(build, theta, [g is not None for g in grads], steps, cotangents, c,
+                                           adjoints[:, start : start + c.shape[1]], compile)
                 start += c.shape[1]
                 for i, grad in enumerate(part):
                     if grads[i] is not None and grad is not None:
@@ -256,9 +254,10 @@ def _adjoint_recursion(m_t: torch.Tensor, from_dense: torch.Tensor, g_new: torch
     return torch.where(valid.unsqueeze(-1), as_t(a), 0), as_t(start)
 
 
-def _parameter_gradient(build, theta, steps, cotangents, sample, adjoints, compile: bool = False):
-    """sum over the chunk's steps of (d step / d theta)^T (a, g_dense), one vjp by autograd."""
-    wanted = tuple(p.detach().requires_grad_(p.is_floating_point()) for p in theta)
+def _parameter_gradient(build, theta, needed, steps, cotangents, sample, adjoints, compile: bool = False):
+    """sum over the chunk's steps of (d step / d theta)^T (a, g_dense) for the parameters `needed`
+    marks (None for the others), one vjp by autograd."""
+    wanted = tuple(p.detach().requires_grad_(need) for p, need in zip(theta, needed))
     with torch.enable_grad():
         y_new, dense = maybe_compiled(_step_outputs, compile, build, wanted, *steps.at(sample))
         outputs, cots = [y_new], [adjoints]

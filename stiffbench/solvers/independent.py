@@ -94,14 +94,20 @@ def solve_independent(
     call. Rows that finish within a call idle for the rest of it, and the batch shrinks only
     between calls.
     """
-    ts_out = as_times(t_out)
-    if y0.dim() != 2:
-        raise ValueError(f"y0 must have shape (B, n), got {tuple(y0.shape)}")
+    ts_out = checked_times(y0, t_out)
     if ts_out[-1] == ts_out[0]:
         return y0.unsqueeze(0)
     solver, records = integrate(solver, f, y0, ts_out, rtol=rtol, atol=atol, max_steps=max_steps, compile=compile,
                                 restrict=restrict, iterations_per_call=iterations_per_call)
     return records.outputs(solver, y0, ts_out)
+
+
+def checked_times(y0: torch.Tensor, t_out: Sequence[float] | torch.Tensor) -> list[float]:
+    """The output times as floats; ValueError unless y0 has shape (B, n) and the times increase."""
+    ts_out = as_times(t_out)
+    if y0.dim() != 2:
+        raise ValueError(f"y0 must have shape (B, n), got {tuple(y0.shape)}")
+    return ts_out
 
 
 def integrate(
@@ -248,13 +254,11 @@ class Positions(NamedTuple):
 
 
 class Records(NamedTuple):
-    """Every attempted step of `integrate`, in iteration order (R rows): each row's trajectory,
-    whether it was accepted, its start time and step (numpy), and its tensors y_old, y_new (R, n)
-    and dense output (a structure of (R, ...) tensors). `table` lists each trajectory's accepted
-    rows in order, trajectory after trajectory, `counts` (B,) how many each has."""
+    """Every attempted step of `integrate`, in iteration order (R rows): its start time and step
+    (numpy), and its tensors y_old, y_new (R, n) and dense output (a structure of (R, ...)
+    tensors). `table` lists each trajectory's accepted rows in order, trajectory after
+    trajectory, `counts` (B,) how many each has."""
 
-    trajectory: np.ndarray
-    accepted: np.ndarray
     t_old: np.ndarray
     h_try: np.ndarray
     y_old: torch.Tensor
@@ -272,7 +276,7 @@ class Records(NamedTuple):
         spec = tree_flatten(steps[0][6])[1]
         dense = tree_unflatten([torch.cat(leaves) for leaves in zip(*(tree_flatten(s[6])[0] for s in steps))], spec)
         return cls(
-            trajectory, accepted, column(2), column(3), torch.cat([s[4] for s in steps]),
+            column(2), column(3), torch.cat([s[4] for s in steps]),
             torch.cat([s[5] for s in steps]), dense, np.concatenate(per_trajectory),
             np.array([len(its) for its in per_trajectory]),
         )
