@@ -42,10 +42,13 @@ with warnings.catch_warnings():  # forward mode imports this on first use, which
 Build = Callable[[tuple[torch.Tensor, ...]], tuple[AbstractAdaptiveSolver, Field]]
 
 SAMPLES_PER_PASS = 128
-"""Steps per model linearised in one (compiled) pass. A fixed width, the last pass of a group
-padded to it, so that each group size compiles once; at 128 the paper network's passes cost
-about as much per step as one pass over thousands of steps (measured at the trained Rodas5P
-weights), while the forward-mode pass's activations (n tangents per sample) stay small."""
+"""Steps linearised in one (compiled) pass, one model per pass, its last pass padded to this width,
+so that each of the two linearisation functions compiles one shape per process. At 128 rows the
+paper network's passes cost about as much per step as one pass over thousands of steps (measured
+at the trained Rodas5P weights), while the forward-mode pass's activations (n tangents per sample)
+stay small. Packing several models of similar step counts into one pass was tried (session 6):
+it compiled one pair of graphs per group size, 20 for the paper's 10-model batch, and measured
+slower (docs/design.md)."""
 
 
 def solve_independent_adjoint(
@@ -107,15 +110,15 @@ class _BatchedAdjoint(torch.autograd.Function):
         cotangents = _output_cotangents(ctx.solver, y0, records.positions(ts_out), steps, g)
         grad_y0 = g[0].clone()
         grads = [torch.zeros_like(p) if ctx.needs_input_grad[2 + i] else None for i, p in enumerate(params)]
-        for group in map(torch.as_tensor, _groups(records.counts)):
-            sample = _sample_index(records.counts, group).to(y0.device)
-            theta = tuple(p[group] for p in params)
+        for b in range(len(records.counts)):  # one model per pass (SAMPLES_PER_PASS)
+            sample = _sample_index(records.counts, b).to(y0.device)
+            theta = tuple(p[b : b + 1] for p in params)
             chunks = sample.split(SAMPLES_PER_PASS, dim=1)
             columns, from_dense = zip(*(_state_derivatives(build, theta, steps, cotangents, c, compile) for c in chunks))
             adjoints, grad_start = _adjoint_recursion(
                 torch.cat(columns, 1), torch.cat(from_dense, 1), _take(cotangents.y_new, sample), sample >= 0
             )
-            grad_y0[group] += grad_start
+            grad_y0[b : b + 1] += grad_start
             start = 0
             for c in chunks:
                 part = _parameter_gradient(build, theta, [g is not None for g in grads], steps, cotangents, c,
@@ -123,7 +126,7 @@ class _BatchedAdjoint(torch.autograd.Function):
                 start += c.shape[1]
                 for i, grad in enumerate(part):
                     if grads[i] is not None and grad is not None:
-                        grads[i][group] += grad
+                        grads[i][b : b + 1] += grad
         return None, grad_y0 if ctx.needs_input_grad[1] else None, *grads
 
 
@@ -177,29 +180,12 @@ def _output_cotangents(solver, y0, where, steps: _Accepted, g: torch.Tensor) -> 
     return _Cotangents(grads[0], grads[1], grads[2:])
 
 
-def _groups(counts: np.ndarray) -> list[np.ndarray]:
-    """Trajectories to linearise together, padded to the longest: by decreasing step count, each
-    group holding those with at least half its first one's steps (at most 2x padding)."""
-    order = np.argsort(-counts, kind="stable")
-    groups, current = [], [order[0]]
-    for b in order[1:]:
-        if 2 * counts[b] >= counts[current[0]]:
-            current.append(b)
-        else:
-            groups.append(np.array(current))
-            current = [b]
-    groups.append(np.array(current))
-    return groups
-
-
-def _sample_index(counts: np.ndarray, group: torch.Tensor) -> torch.Tensor:
-    """(G, W) positions in the accepted-step table of each group member's steps, -1 padding; W
-    is the longest member's count rounded up to a multiple of SAMPLES_PER_PASS."""
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    width = -(-int(counts[group.numpy()].max()) // SAMPLES_PER_PASS) * SAMPLES_PER_PASS
-    index = np.full((len(group), width), -1, dtype=np.int64)
-    for row, b in enumerate(group.tolist()):
-        index[row, : counts[b]] = starts[b] + np.arange(counts[b])
+def _sample_index(counts: np.ndarray, b: int) -> torch.Tensor:
+    """(1, W) positions in the accepted-step table of trajectory b's steps, -1 padding; W is its
+    step count rounded up to a multiple of SAMPLES_PER_PASS."""
+    start, count = int(np.sum(counts[:b])), int(counts[b])
+    index = np.full((1, -(-count // SAMPLES_PER_PASS) * SAMPLES_PER_PASS), -1, dtype=np.int64)
+    index[0, :count] = start + np.arange(count)
     return torch.as_tensor(index)
 
 
