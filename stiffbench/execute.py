@@ -30,6 +30,7 @@ from .api import (
     missing_capabilities,
 )
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, checkpoint_path
+from .heap import keep_large_blocks_mapped
 from .scoring import score
 from .store import CellRecord
 
@@ -80,7 +81,9 @@ class BatchJob:
 
 
 def execute_batch(job: BatchJob) -> list[Result]:
-    """Train the batch's models, forecast, score each cell; plugin faults become statuses."""
+    """Train the batch's models, forecast, score each cell; plugin faults become statuses. Large
+    allocations stay mapped blocks from here on (`heap.keep_large_blocks_mapped`)."""
+    keep_large_blocks_mapped()
     if job.torch_threads is not None:
         import torch
 
