@@ -2,13 +2,16 @@
 
 Each entry is `<cache_dir>/<prefix>-<hash>.npz` plus a `.sha256` sidecar holding the file's
 digest. A file whose digest does not match (truncated, corrupted) is recomputed, never trusted.
-Nothing is pickled: npz is loaded with allow_pickle=False.
+Nothing is unpickled: npz is loaded with allow_pickle=False, so a file that matches its digest
+but is not a plain npz archive (a pickle, object arrays, a damaged archive) is refused with a
+RuntimeWarning and treated as missing, never executed.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,11 +43,21 @@ def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> str:
 
 
 def load_npz_checked(path: Path, sha256: str) -> dict[str, np.ndarray] | None:
-    """The arrays in path if its digest equals sha256, else None."""
+    """The arrays in path if its digest equals sha256 and it is a plain npz archive, else None."""
     if not path.exists() or file_sha256(str(path)) != sha256:
         return None
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    try:
+        with open(path, "rb") as fh:  # ours to close, even when np.load fails half-way
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an archive")
+            return {k: data[k] for k in data.files}
+    except Exception as exc:  # numpy's parsers raise many kinds (ValueError, BadZipFile, TokenError, ...)
+        detail = str(exc).strip().splitlines()
+        reason = type(exc).__name__ + (f": {detail[0].split('. ')[0]}" if detail else "")
+        warnings.warn(f"refused {path}: not a plain npz archive ({reason}); treated as missing", RuntimeWarning,
+                      stacklevel=2)
+        return None
 
 
 def cached_arrays(

@@ -1,12 +1,16 @@
 """Training checkpoints: an interrupted fit resumes from its last checkpoint and ends with exactly
-the result of an uninterrupted fit; unreadable checkpoints are ignored; the runner removes a
-batch's checkpoint once its results are stored; `stiffbench run` resumes a killed batch."""
+the result of an uninterrupted fit; the saved state round-trips bitwise through the tensor-only
+format, which refuses what it could not load; unreadable checkpoints are refused (more in
+test_no_unpickling.py); the runner removes a batch's checkpoint once its results are stored;
+`stiffbench run` resumes a killed batch."""
 
+import re
 import signal
 import time
 
 import numpy as np
 import pytest
+import torch
 
 from stiffbench.api import FitConfig
 from stiffbench.checkpoint import Checkpointer, checkpoint_path
@@ -54,9 +58,41 @@ def test_resumed_fit_equals_uninterrupted_fit(method_cls, params, task, tmp_path
 def test_unreadable_checkpoint_starts_over(task, tmp_path):  # noqa: F811
     path = tmp_path / "batch.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.warns(RuntimeWarning, match="unreadable training checkpoint"):
+    with pytest.warns(RuntimeWarning, match="refused training checkpoint .*; training starts over"):
         model = VanillaNODE(SMALL).fit(task, [0], FitConfig(epochs=3, checkpoint=Checkpointer(path, every_s=0.0)))
     assert model.loss_history.shape == (3, 1)
+
+
+def test_state_round_trips_bitwise_with_its_types(tmp_path):
+    module = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    module(torch.randn(4, 2)).sum().backward()
+    opt.step()
+    history = [np.array([1.5, np.nan, -0.0]), np.array([np.inf, 2.0, 1e-300])]
+    state = {"epoch": 3, "module": module.state_dict(), "optimizer": opt.state_dict(), "history": history,
+             "alive": np.array([True, False, True]), "train_s": 1.25, "extra": (np.arange(4, dtype=np.int32), None)}
+    ckpt = Checkpointer(tmp_path / "batch.pt")
+    ckpt.save(state)
+    loaded = ckpt.load()
+    assert ckpt.resumed_train_s == 1.25
+    assert loaded["module"]._metadata == state["module"]._metadata  # versions that load_state_dict reads
+    assert loaded["optimizer"]["param_groups"] == state["optimizer"]["param_groups"]
+    torch.optim.Adam(module.parameters()).load_state_dict(loaded["optimizer"])
+    for saved, back in [*zip(history, loaded["history"]), (state["alive"], loaded["alive"]),
+                        (state["extra"][0], loaded["extra"][0])]:
+        assert type(back) is np.ndarray and back.dtype == saved.dtype and back.tobytes() == saved.tobytes()
+    assert type(loaded["history"]) is list and type(loaded["extra"]) is tuple and loaded["extra"][1] is None
+    loaded["alive"] &= np.array([False, True, True])  # the training loop updates it in place
+    assert loaded["alive"].tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize(("state", "where"), [({"train_s": np.float64(1.0)}, "state['train_s']"),
+                                              ({"history": [np.zeros(2), object()]}, "state['history'][1]"),
+                                              ({np.int64(0): 1}, "state")])
+def test_save_refuses_what_would_not_load(state, where, tmp_path):
+    with pytest.raises(TypeError, match=f"checkpoint {re.escape(where)} has"):
+        Checkpointer(tmp_path / "batch.pt").save(state)
+    assert not (tmp_path / "batch.pt").exists()
 
 
 def test_checkpoint_names_depend_on_the_cells_only():
