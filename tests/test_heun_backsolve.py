@@ -1,9 +1,11 @@
 """The batched backsolve adjoint for Heun: torchdiffeq's odeint_adjoint gradient per model, the
 forward states of the discrete-adjoint rollout, its (third-order) distance from the exact discrete
-gradient on a smooth field and a closed form on a linear one, batch independence, compilation."""
+gradient on a smooth field and a closed form on a linear one, batch independence, compilation;
+the same on given steps (torchdiffeq's grid_constructor), with outputs at every step or fewer."""
 
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 from torchdiffeq import odeint_adjoint
@@ -11,8 +13,8 @@ from torchdiffeq import odeint_adjoint
 import stiffbench.solvers._compile as _compile
 import stiffbench.solvers.heun as heun
 from stiffbench.nn import BatchedMLP, TimeMLPField
-from stiffbench.solvers.heun import heun_adjoint_rollout
-from stiffbench.solvers.heun_backsolve import heun_backsolve_rollout
+from stiffbench.solvers.heun import heun_adjoint_rollout, heun_adjoint_rollout_at, heun_steps
+from stiffbench.solvers.heun_backsolve import heun_backsolve_rollout, heun_backsolve_rollout_at
 
 B, N_STATES, T0 = 3, 4, 0.3
 
@@ -52,8 +54,14 @@ def rollout_grads(rollout, mlp, shifts, out_scale, y0, weights, dt, n_steps):
 
 def torchdiffeq_grads(mlp, shifts, out_scale, y0, weights, dt, n_steps):
     """The same gradients from torchdiffeq's odeint_adjoint (heun2, step_size dt), one model at a time."""
-    field, raw = TimeMLPField(True), tuple(mlp.parameters())
     t = T0 + torch.arange(n_steps + 1, dtype=torch.float64) * dt
+    return odeint_adjoint_grads(mlp, shifts, out_scale, y0, weights, t, {"step_size": dt})
+
+
+def odeint_adjoint_grads(mlp, shifts, out_scale, y0, weights, t, options):
+    """Gradients of sum(weights * states at t) by odeint_adjoint(method="heun2", options=options),
+    one model at a time, with respect to y0 and every raw parameter."""
+    field, raw = TimeMLPField(True), tuple(mlp.parameters())
     grads = [torch.zeros_like(y0), *(torch.zeros_like(p) for p in raw)]
     for b in range(B):
         def f(t, y, b=b):
@@ -61,7 +69,7 @@ def torchdiffeq_grads(mlp, shifts, out_scale, y0, weights, dt, n_steps):
             return field.evaluate(net, t, y.view(1, 1, -1))[0].view(-1)
 
         yb = y0[b].clone().requires_grad_()
-        states = odeint_adjoint(f, yb, t, method="heun2", options={"step_size": dt}, adjoint_params=raw)
+        states = odeint_adjoint(f, yb, t, method="heun2", options=options, adjoint_params=raw)
         gb = torch.autograd.grad((weights[b] * states).sum(), (yb, *raw))
         grads[0][b] = gb[0]
         for g, x in zip(grads[1:], gb[1:]):
@@ -191,3 +199,101 @@ def test_compiled_equals_eager(monkeypatch):
     torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10 * r.abs().max().item())
+
+
+# ----------------------------------------------------------------------------------------------
+# Given steps
+# ----------------------------------------------------------------------------------------------
+
+
+def grid_constructor(step_times):
+    """torchdiffeq's grid_constructor stepping on step_times: the boundaries within the interval
+    it is asked for, in its direction (the backward pass asks for each output interval reversed)."""
+    grid = torch.as_tensor(step_times)
+
+    def construct(func, y0, t):
+        inside = grid[(grid >= t.min()) & (grid <= t.max())]
+        return inside if t[0] < t[-1] else inside.flip(0)
+
+    return construct
+
+
+def given_step_grads(rollout, mlp, shifts, out_scale, y0, weights, step_times, outputs, **kwargs):
+    """Gradients of sum(weights * states at step_times[outputs]) w.r.t. y0 and every raw parameter;
+    kwargs: the rollout's further arguments."""
+    y0 = y0.clone().requires_grad_()
+    out = rollout(TimeMLPField(True), rollout_params(mlp, shifts, out_scale), y0, step_times, **kwargs)
+    return torch.autograd.grad((weights * out[:, outputs]).sum(), (y0, *mlp.parameters()))
+
+
+@pytest.mark.parametrize("out_scale", [1.0, 30.0], ids=["smooth", "stiff"])
+def test_gradient_on_given_steps_equals_torchdiffeq_backsolve(out_scale):
+    """Log-spaced output times split into steps of at most 0.05 (14 steps, h from 1e-3 to 0.05),
+    chunks of 8 and a shorter last one. Outputs at every step: the re-integrated state restarts
+    from the stored one at each step, as for the uniform grid; outputs at the log-spaced times
+    only: it is carried over the steps between them, a different gradient."""
+    mlp, shifts = paper_like_mlp()
+    t_out = T0 + np.array([0.0, 1e-3, 1e-2, 0.1, 0.3, 0.6])
+    step_times, out_index = heun_steps(t_out, 0.05)
+    assert len(step_times) == 15 and (out_index == [0, 1, 2, 4, 8, 14]).all()
+    y0, weights = random_inputs(len(step_times) - 1)
+    st = torch.as_tensor(step_times)
+    options = {"grid_constructor": grid_constructor(st)}
+    args = (mlp, shifts, out_scale, y0)
+    every = given_step_grads(heun_backsolve_rollout_at, *args, weights, step_times, slice(None))
+    every_ref = odeint_adjoint_grads(*args, weights, st, options)
+    weights = weights[:, out_index]
+    sparse = given_step_grads(heun_backsolve_rollout_at, *args, weights, step_times, out_index,
+                              out_index=out_index)
+    sparse_ref = odeint_adjoint_grads(*args, weights, st[out_index], options)
+    for grads, refs in ((every, every_ref), (sparse, sparse_ref)):
+        for g, r in zip(grads, refs):
+            torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10 * r.abs().max().item())
+    # the same loss, the state reset at every step: 1.6e-7 (smooth), 2% (stiff) from carrying it
+    reset = given_step_grads(heun_backsolve_rollout_at, *args, weights, step_times, out_index)
+    assert max_rel_diff(sparse, reset) > 1e-8
+
+
+def test_uniform_given_steps_agree_with_the_uniform_path():
+    params = leaf_params()
+    y0, weights = random_inputs(19)
+    step_times = T0 + 0.01 * np.arange(20)
+    field = TimeMLPField(True)
+    results = []
+    for rollout in (lambda y: heun_backsolve_rollout(field, params, y, T0, 0.01, 19),
+                    lambda y: heun_backsolve_rollout_at(field, params, y, step_times),
+                    lambda y: heun_backsolve_rollout_at(field, params, y, step_times, out_index=np.arange(20))):
+        y = y0.clone().requires_grad_()
+        out = rollout(y)
+        results.append((out, *torch.autograd.grad((weights * out).sum(), (y, *params[:-2]))))
+    for other in results[1:]:
+        for a, b in zip(other, results[0]):
+            torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13 * b.abs().max().item())
+
+
+def test_forward_states_on_given_steps_equal_discrete_adjoint_rollout():
+    params = leaf_params()
+    y0, _ = random_inputs(1)
+    step_times, out_index = heun_steps(T0 + np.logspace(-3, -0.5, 6), 0.05)
+    field = TimeMLPField(True)
+    out = heun_backsolve_rollout_at(field, params, y0, step_times, out_index=out_index)
+    assert out.shape == (B, len(step_times), N_STATES)
+    torch.testing.assert_close(out, heun_adjoint_rollout_at(field, params, y0, step_times), rtol=0, atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compiler stack
+def test_compiled_on_given_steps_equals_eager(monkeypatch):
+    """Outputs at the first and last boundary only: the carried state crosses the chunks."""
+    monkeypatch.setattr(heun, "CHUNK_STEPS", 1)  # the smallest graphs: compile in seconds
+    params = leaf_params()
+    y0, weights = random_inputs(3)
+    step_times = T0 + np.array([0.0, 0.01, 0.03, 0.06])
+    results = []
+    for compile in (True, False):
+        y = y0.clone().requires_grad_()
+        out = heun_backsolve_rollout_at(TimeMLPField(True), params, y, step_times, compile, out_index=[0, 3])
+        results.append((out, *torch.autograd.grad((weights * out).sum(), (y, *params[:-2]))))
+    assert not _compile.compile_failed, _compile.compile_failed
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * b.abs().max().item())
