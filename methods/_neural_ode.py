@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, ClassVar, Literal, Sequence
+from typing import Callable, ClassVar, Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,13 +29,15 @@ from stiffbench.api import (
     PluginParams,
     TrainingTask,
     Trajectory,
+    param,
 )
 from stiffbench.gc_freeze import freezing_survivors
 from stiffbench.nn import BatchedMLP, TimeMLPField
 from stiffbench.solvers import StepLimitExceeded
 from stiffbench.solvers.adjoint import odeint_with_grad
-from stiffbench.solvers.heun import heun_adjoint_rollout, heun_forecast
-from stiffbench.solvers.heun_backsolve import heun_backsolve_rollout
+from stiffbench.solvers.heun import heun_adjoint_rollout, heun_adjoint_rollout_at, heun_forecast, heun_forecast_at, heun_steps
+from stiffbench.solvers.heun_backsolve import heun_backsolve_rollout, heun_backsolve_rollout_at
+from stiffbench.times import is_uniform
 from stiffbench.solvers.batched_adjoint import solve_independent_adjoint, solve_independent_backprop
 from stiffbench.solvers.rodas5p import Rodas5P
 from stiffbench.solvers.tsit5 import Tsit5
@@ -109,6 +111,26 @@ class NeuralODEParams(NetworkParams):
         1e-5, description="Absolute tolerance of the adaptive solvers, the public reproduction's (technical "
         "notes section 1.2); unused by heun."
     )
+    step: Optional[PositiveFloat] = param(
+        None, added=True,
+        description="Heun's largest step, in the system's time unit: every interval between consecutive output "
+        "times (observations in training, the forecast grid after) is split into ceil(interval / step) equal "
+        "steps. None: one step per interval, i.e. the sampling step, as the paper steps its 0.01 ms grid. "
+        "Unused by the adaptive solvers, which output at those times by dense output.",
+    )
+    state_scale: Literal["none", "observed_max"] = param(
+        "none", added=True,
+        description="Coordinates the solver integrates in. 'none': the states' raw units, so atol applies to every "
+        "state as it is (the paper's). 'observed_max': each state divided by its largest |value| in the "
+        "observations, so rtol/atol (and the Heun steps' round-off) act relative to each state's own scale: a "
+        "state peaking at 3.6e-5 (Robertson's y2) is resolved like one near 1. The network's input and output "
+        "normalisation are unchanged (the rescaling is folded into its first and last layers).",
+    )
+    autonomous: bool = param(
+        False, added=True,
+        description="True: dz/dt = f_theta(z), no time input (a time-invariant system). False: f_theta(z, t) with "
+        "t as an input, as the paper's eq. 4 writes it.",
+    )
     compile: bool | Literal["auto"] = Field(
         "auto",
         description="Run the training rollout's steps through torch.compile: about 2x faster per epoch for "
@@ -128,6 +150,8 @@ class NeuralODEParams(NetworkParams):
                 raise ValueError("solver 'rodas5p' runs in float64 (its stages lose too many digits in float32): "
                                  "leave dtype out or set it to 'float64'")
             data = {**data, "dtype": "float64"}
+        if data.get("step") is not None and data.get("gradient") == "interpolating":
+            raise ValueError("gradient 'interpolating' steps the output grid itself: leave step unset")
         if data.get("gradient") == "backsolve" and data.get("solver", "heun") != "heun":
             raise ValueError("gradient 'backsolve' uses torchdiffeq, which has no Tsit5 and no stiff solver: "
                              "use it with solver 'heun', or use gradient 'backprop' or 'interpolating'")
@@ -170,17 +194,6 @@ class ObservationStats:
 
 def _nonzero(std: np.ndarray) -> np.ndarray:
     return np.where(std > 0, std, 1.0)
-
-
-def uniform_step(t: np.ndarray) -> float:
-    """The spacing of an increasing uniform grid (ValueError otherwise; relative tolerance 1e-6)."""
-    t = np.asarray(t, np.float64)
-    if t.ndim != 1 or len(t) < 2:
-        raise ValueError("a uniform grid needs at least two times")
-    h = (t[-1] - t[0]) / (len(t) - 1)
-    if not h > 0 or np.max(np.abs(np.diff(t) - h)) > 1e-6 * h:
-        raise ValueError("the time grid is not uniform and increasing")
-    return float(h)
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -249,19 +262,25 @@ def train(
 
 class VectorField(nn.Module):
     """f_theta(z, t) of B models (eq. 4): BatchedMLP on [z; t] -> dz/dt, inputs z-scored by stats[b] and
-    outputs scaled by its derivative scales s_j (`ObservationStats.identity` for no normalisation).
+    outputs scaled by its derivative scales s_j (`ObservationStats.identity` for no normalisation);
+    f_theta(z) without the time input when `autonomous`.
 
     The scalings are folded into the first and last layers (`rollout_params`), so evaluating the
     field costs the bare MLP plus centring its input; t enters through a t-dependent first-layer bias.
+    With `solver_scales` (one (n,) array per model) the folded field is the same field in solver
+    coordinates u = z / scale: du/dt = f(t, scale u) / scale.
     """
 
-    def __init__(self, params: NetworkParams, stats: Sequence[ObservationStats], seeds: Sequence[int], device):
+    def __init__(self, params: NeuralODEParams, stats: Sequence[ObservationStats], seeds: Sequence[int], device,
+                 solver_scales: Sequence[np.ndarray] | None = None):
         super().__init__()
         n = len(stats[0].z_mean)
         dtype = torch_dtype(params.dtype)
         self.n_states = n
+        self.autonomous = params.autonomous
         self.field = TimeMLPField(params.layer_norm)
-        self.mlp = BatchedMLP([n + 1, *params.hidden, n], seeds, params.layer_norm, dtype, device)
+        self.mlp = BatchedMLP([n + (0 if self.autonomous else 1), *params.hidden, n], seeds, params.layer_norm,
+                              dtype, device)
         stack = lambda name: torch.as_tensor(  # noqa: E731
             np.array([getattr(s, name) for s in stats], np.float64), dtype=dtype, device=device
         )
@@ -270,16 +289,30 @@ class VectorField(nn.Module):
         self.register_buffer("t_mean", stack("t_mean").reshape(-1, 1, 1))
         self.register_buffer("t_std", stack("t_std").reshape(-1, 1, 1))
         self.register_buffer("out_scale", stack("deriv_std").unsqueeze(1))
+        scales = None if solver_scales is None else torch.as_tensor(np.array(solver_scales), dtype=dtype, device=device)
+        self.register_buffer("solver_scale", scales)
 
-    def rollout_params(self) -> tuple[torch.Tensor, ...]:
+    def to_solver(self, z: torch.Tensor) -> torch.Tensor:
+        """States (B, ..., n) in solver coordinates."""
+        return z if self.solver_scale is None else z / self.solver_scale.reshape(len(z), *[1] * (z.dim() - 2), -1)
+
+    def from_solver(self, u: torch.Tensor) -> torch.Tensor:
+        """Solver coordinates (B, ..., n) back to states."""
+        return u if self.solver_scale is None else u * self.solver_scale.reshape(len(u), *[1] * (u.dim() - 2), -1)
+
+    def rollout_params(self, solver_coordinates: bool = True) -> tuple[torch.Tensor, ...]:
         """The folded layers and input shifts in `TimeMLPField`'s order, differentiable with respect
-        to the raw parameters."""
+        to the raw parameters; for the field in solver coordinates unless told otherwise."""
         n = self.n_states
         ws, bs = self.mlp.folded_layers()
-        w_z = ws[0][:, :n] / self.z_std.unsqueeze(-1)
-        w_time = ws[0][:, n:] / self.t_std
-        scaled = (ws[-1] * self.out_scale, bs[-1] * self.out_scale)
-        return (w_z, *ws[1:-1], scaled[0], *bs[:-1], scaled[1], w_time, self.z_mean.unsqueeze(1), self.t_mean)
+        z_std, z_mean, out_scale = self.z_std, self.z_mean, self.out_scale
+        if solver_coordinates and self.solver_scale is not None:
+            z_std, z_mean = z_std / self.solver_scale, z_mean / self.solver_scale
+            out_scale = out_scale / self.solver_scale.unsqueeze(1)
+        w_z = ws[0][:, :n] / z_std.unsqueeze(-1)
+        w_time = ws[0][:, :1].new_zeros(()).expand_as(ws[0][:, :1]) if self.autonomous else ws[0][:, n:] / self.t_std
+        scaled = (ws[-1] * out_scale, bs[-1] * out_scale)
+        return (w_z, *ws[1:-1], scaled[0], *bs[:-1], scaled[1], w_time, z_mean.unsqueeze(1), self.t_mean)
 
     def evaluator(self, params: tuple[torch.Tensor, ...]) -> FieldFn:
         """f(t, z) with the given `rollout_params`: z (B, M, n) or (B, n); t a float, a 0-d tensor, times
@@ -313,69 +346,102 @@ class VectorField(nn.Module):
 
 @dataclass(frozen=True)
 class TrainingBatch:
-    """The members' observations on their shared training grid t0 + k dt: t (N,), z (B, N, n), y0 (B, n),
-    and each member's statistics (raw, whatever its normalisation)."""
+    """The members' observations at their shared observation times: t (N,), z (B, N, n), y0 (B, n) at
+    the initial time t0, each member's statistics (raw, whatever its normalisation), and the
+    rollout's output times (the observation times, after t0 when it precedes them)."""
 
     t: torch.Tensor
     z: torch.Tensor
     y0: torch.Tensor
     t0: float
-    dt: float
     stats: list[ObservationStats]
+    times: list[float]
+
+    @property
+    def skip(self) -> int:
+        """Rollout outputs before the first observation (1 when t0 precedes it)."""
+        return len(self.times) - len(self.t)
 
     def obs_std(self) -> torch.Tensor:
         """Each member's observed per-state std, (B, 1, n): the scale of the 'standardised' data loss."""
         return self.z.new_tensor(np.array([s.z_std for s in self.stats])).unsqueeze(1)
 
+    def observed_max(self) -> list[np.ndarray]:
+        """Each member's largest |observed value| per state (1 where a state is observed as all 0)."""
+        return [_nonzero(np.abs(z)) for z in self.z.detach().abs().amax(1).to("cpu", torch.float64).numpy()]
+
     @classmethod
     def of(cls, tasks: Sequence[TrainingTask], dtype: torch.dtype, device) -> "TrainingBatch":
-        first = tasks[0].observations
-        h = uniform_step(first.t)
+        first = tasks[0]
         for task in tasks:
+            if not task.fully_observed:
+                raise ValueError(f"the built-in neural ODEs fit every state; this task observes "
+                                 f"{', '.join(task.observations.state_names)} only")
             obs = task.observations
-            if not np.array_equal(obs.t, first.t) or obs.y.shape != first.y.shape:
-                raise ValueError("the members of a batch must share the training grid and the states")
-            if abs(h - task.dt) > 1e-6 * task.dt:
-                raise ValueError(f"observations are spaced {h}, not the task's dt {task.dt}")
+            if not np.array_equal(obs.t, first.observations.t) or obs.y.shape != first.observations.y.shape \
+                    or task.initial_time != first.initial_time:
+                raise ValueError("the members of a batch must share the observation times, initial time and states")
+        t_obs, t0 = np.asarray(first.observations.t, np.float64), first.initial_time
+        if t0 > t_obs[0]:
+            raise ValueError(f"the initial time {t0} follows the first observation at {t_obs[0]}")
         as_t = lambda a: torch.as_tensor(np.asarray(a, np.float64), dtype=dtype, device=device)  # noqa: E731
         return cls(
-            t=as_t(first.t),
+            t=as_t(t_obs),
             z=as_t(np.stack([task.observations.y for task in tasks])),
             y0=as_t(np.stack([task.y0 for task in tasks])),
-            t0=float(first.t[0]),
-            dt=float(tasks[0].dt),
+            t0=t0,
             stats=[ObservationStats.of(task.observations) for task in tasks],
+            times=([t0] if t0 < t_obs[0] else []) + t_obs.tolist(),
         )
 
 
 Penalty = Callable[[FieldFn, torch.Tensor], torch.Tensor]
 
 
-def solve_options(p: NeuralODEParams, dt: float, max_steps: int | None) -> dict:
-    """`odeint_with_grad`'s options for p.solver: heun's step dt, or the tolerances and step budget."""
+def solve_options(p: NeuralODEParams, times: Sequence[float], max_steps: int | None) -> dict:
+    """`odeint_with_grad`'s options for p.solver: heun's step (the spacing of uniform `times`), or the
+    tolerances and step budget."""
     if p.solver == "heun":
-        return {"dt": dt}
+        if not is_uniform(times):
+            raise ValueError("gradient 'interpolating' with heun needs uniformly spaced output times")
+        return {"dt": (times[-1] - times[0]) / (len(times) - 1)}
     return {"rtol": p.rtol, "atol": p.atol, **({} if max_steps is None else {"max_steps": max_steps})}
+
+
+def heun_grid(times: Sequence[float], step: float | None) -> tuple[float, None] | tuple[np.ndarray, np.ndarray]:
+    """How Heun steps through the output times: (dt, None) when they are uniform and one step per
+    interval is wanted (the uniform grid t0 + k dt, the paper's), else (step boundaries, the
+    outputs' positions among them) from `heun_steps`."""
+    if is_uniform(times) and (step is None or step >= (times[-1] - times[0]) / (len(times) - 1)):
+        return (times[-1] - times[0]) / (len(times) - 1), None
+    return heun_steps(times, step)
 
 
 def rollout(
     field: VectorField, params: tuple[torch.Tensor, ...], y0: torch.Tensor, times: list[float],
     p: NeuralODEParams, max_steps: int | None, compile: bool = False,
 ) -> torch.Tensor:
-    """The B models' states at `times` (uniform, step = the sampling step), (B, N, n), differentiable
-    by p.gradient. heun: the hand-written reverse sweeps, exact discrete adjoint (backprop) or
-    torchdiffeq's backsolve adjoint (backsolve); adaptive + backprop: one batched solve with each
-    model's own step-size control, finished models leaving the batch (`solve_independent`),
-    differentiated for rodas5p by the batched discrete adjoint over the accepted steps
-    (`solve_independent_adjoint`: a stiff model's thousands of small sequential steps dominate its
-    backward pass otherwise) and for tsit5 by autograd through the loop (cheaper there: at the
-    paper batch's initial weights 0.048 against 0.075 s per epoch, and 10 s against 180 s of
-    compilation); interpolating: `odeint_with_grad`, one solve per model for the adaptive solvers
-    (their step size is shared by whatever one solve holds)."""
-    dt = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 1.0
+    """The B models' states at `times` (any increasing times), (B, N, n), in the coordinates of
+    `params` and y0, differentiable by p.gradient. heun: steps through the times (`heun_grid`),
+    with the hand-written reverse sweeps, exact discrete adjoint (backprop) or torchdiffeq's
+    backsolve adjoint (backsolve); adaptive + backprop: one batched solve with each model's own
+    step-size control, finished models leaving the batch (`solve_independent`), differentiated for
+    rodas5p by the batched discrete adjoint over the accepted steps (`solve_independent_adjoint`: a
+    stiff model's thousands of small sequential steps dominate its backward pass otherwise) and for
+    tsit5 by autograd through the loop (cheaper there: at the paper batch's initial weights 0.048
+    against 0.075 s per epoch, and 10 s against 180 s of compilation); interpolating:
+    `odeint_with_grad`, one solve per model for the adaptive solvers (their step size is shared by
+    whatever one solve holds)."""
     if p.solver == "heun" and p.gradient in ("backprop", "backsolve"):
-        rollout_fn = heun_adjoint_rollout if p.gradient == "backprop" else heun_backsolve_rollout
-        return rollout_fn(field.field, params, y0, times[0], dt, len(times) - 1, compile)
+        dt, out_index = heun_grid(times, p.step)
+        if out_index is None:
+            rollout_fn = heun_adjoint_rollout if p.gradient == "backprop" else heun_backsolve_rollout
+            return rollout_fn(field.field, params, y0, times[0], dt, len(times) - 1, compile)
+        if p.gradient == "backprop":
+            states = heun_adjoint_rollout_at(field.field, params, y0, dt, compile)
+        else:  # torchdiffeq's backsolve resets its re-integrated state at the output times only
+            states = heun_backsolve_rollout_at(field.field, params, y0, dt, compile, out_index=out_index)
+        return states[:, torch.as_tensor(out_index, device=y0.device)]
     if p.gradient == "backprop":
         limit = {} if max_steps is None else {"max_steps": max_steps}
 
@@ -386,7 +452,7 @@ def rollout(
         ys = solve(solver_and_field, params, y0, times, rtol=p.rtol, atol=p.atol, compile=compile, **limit)
         return ys.transpose(0, 1)
     groups = [slice(None)] if p.solver == "heun" else [slice(b, b + 1) for b in range(len(y0))]
-    options = solve_options(p, dt, max_steps)
+    options = solve_options(p, times, max_steps)
     out = []
     for g in groups:
         ps = tuple(x[g] for x in params)
@@ -438,23 +504,27 @@ class NeuralODEMethod(AbstractMethod):
         batch = TrainingBatch.of([m.task for m in members], torch_dtype(p.dtype), torch.device(device))
         identity = ObservationStats.identity(len(batch.stats[0].z_mean))
         stats = [s if m.params.normalise else identity for m, s in zip(members, batch.stats)]
-        field = VectorField(p, stats, [m.seed for m in members], device)
+        scales = batch.observed_max() if p.state_scale == "observed_max" else None
+        field = VectorField(p, stats, [m.seed for m in members], device, scales)
         penalty = cls.penalty(members, batch)
-        times = (batch.t0 + batch.dt * np.arange(len(batch.t))).tolist()
         obs_std = batch.obs_std()
+        y0 = field.to_solver(batch.y0)
 
         def losses() -> torch.Tensor:
             params = field.rollout_params()
-            z_hat = rollout(field, params, batch.y0, times, p, max_steps, compile)
+            z_hat = field.from_solver(rollout(field, params, y0, batch.times, p, max_steps, compile))[:, batch.skip:]
             loss = data_loss(z_hat, batch.z, p.data_loss, obs_std)
-            return loss if penalty is None else loss + penalty(field.evaluator(params), z_hat)
+            if penalty is None:
+                return loss
+            state_params = params if field.solver_scale is None else field.rollout_params(solver_coordinates=False)
+            return loss + penalty(field.evaluator(state_params), z_hat)
 
         return field, batch, losses
 
 
 class NeuralODEModel(AbstractModel):
-    """Trained neural ODEs; forecasts from each model's y0 with the training solver (heun: the
-    forecast grid's step).
+    """Trained neural ODEs; forecasts from each model's y0 with the training solver (heun: through
+    the forecast times with the method's `step`).
 
     loss_history : (epochs run, n_models) training losses; a model whose loss was ever non-finite
                    is diverged and forecasts NaN.
@@ -473,29 +543,37 @@ class NeuralODEModel(AbstractModel):
         self.max_steps = max_steps
 
     def forecast(self, t: np.ndarray) -> np.ndarray:
-        """States on t (uniform, starting at the training t0), no graph kept. heun: steps of t's spacing;
-        adaptive: each model solved alone, in chunks of FORECAST_CHUNK output times, each with the
-        training solves' step budget; from a chunk whose solve fails or turns non-finite on, NaN."""
+        """States on t (any increasing times, starting at the initial time t0), no graph kept. heun:
+        steps through t (`heun_grid`); adaptive: each model solved alone, in chunks of
+        FORECAST_CHUNK output times, each with the training solves' step budget; from a chunk whose
+        solve fails or turns non-finite on, NaN."""
         t = np.asarray(t, np.float64)
         if t.ndim != 1 or len(t) == 0 or abs(t[0] - self.t0) > 1e-9 * max(1.0, abs(self.t0)):
             raise ValueError(f"the forecast grid must start at the initial time {self.t0}")
-        h = uniform_step(t) if len(t) > 1 else 0.0  # no step is taken on a one-point grid
         params = self.field.rollout_params()  # parameters frozen: no graph
+        y0 = self.field.to_solver(self.y0)
         if self.params.solver == "heun":
-            traj = heun_forecast(self.field.evaluator(params), self.y0, self.t0, h, len(t) - 1).transpose(0, 1)
-            out = traj.to("cpu", torch.float64).numpy().copy()
+            f = self.field.evaluator(params)
+            if len(t) == 1:  # no step is taken on a one-point grid
+                traj = y0.unsqueeze(0)
+            else:
+                dt, out_index = heun_grid(t.tolist(), self.params.step)
+                traj = heun_forecast(f, y0, self.t0, dt, len(t) - 1) if out_index is None \
+                    else heun_forecast_at(f, y0, dt)[torch.as_tensor(out_index, device=y0.device)]
+            out = self.field.from_solver(traj.transpose(0, 1)).to("cpu", torch.float64).numpy().copy()
         else:
-            out = np.stack([self._forecast_adaptive(tuple(p[b : b + 1] for p in params), b, t)
+            out = np.stack([self._forecast_adaptive(tuple(p[b : b + 1] for p in params), b, y0, t)
                             for b in range(len(self.y0))])
         out[self.diverged] = np.nan
         return out
 
-    def _forecast_adaptive(self, params: tuple[torch.Tensor, ...], b: int, t: np.ndarray) -> np.ndarray:
+    def _forecast_adaptive(self, params: tuple[torch.Tensor, ...], b: int, y0: torch.Tensor, t: np.ndarray) -> np.ndarray:
         """Model b's forecast (len(t), n) by chunks, each continuing from the previous chunk's end."""
         out = np.full((len(t), self.y0.shape[-1]), np.nan)
         out[0] = self.y0[b].to("cpu", torch.float64).numpy()
-        f, y = self.field.evaluator(params), self.y0[b : b + 1]
-        options = solve_options(self.params, 0.0, self.max_steps)
+        f, y = self.field.evaluator(params), y0[b : b + 1]
+        scale = self.field.from_solver(torch.ones_like(y0))[b].to("cpu", torch.float64).numpy()
+        options = solve_options(self.params, t, self.max_steps)
         for start in range(0, len(t) - 1, FORECAST_CHUNK):
             times = t[start : start + FORECAST_CHUNK + 1].tolist()
             try:
@@ -503,7 +581,7 @@ class NeuralODEModel(AbstractModel):
                     ys = odeint_with_grad(f, y, times, (), self.params.solver, "backprop", **options)[:, 0]
             except StepLimitExceeded:
                 break
-            chunk = ys.to("cpu", torch.float64).numpy()
+            chunk = ys.to("cpu", torch.float64).numpy() * scale
             finite = np.isfinite(chunk).all(axis=1)
             out[start : start + len(times)] = np.where(np.logical_and.accumulate(finite)[:, None], chunk, np.nan)
             if not finite.all():

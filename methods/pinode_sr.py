@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from pydantic import Field, NonNegativeFloat
 
-from stiffbench.api import BatchMember, KnownPhysics
+from stiffbench.api import BatchMember, FullyObserved, KnownPhysics
 from stiffbench.api import VectorField as VectorFieldFn
 
 from ._neural_ode import NeuralODEMethod, NeuralODEParams, Penalty, TrainingBatch, require_physics
@@ -38,7 +38,7 @@ class PINODESR(NeuralODEMethod):
     name = "pinode_sr"
     description = "Physics-informed neural ODE with scale-aware residuals (PI-NODE-SR, eq. 8)."
     Params = PINODESRParams
-    requires = (KnownPhysics,)
+    requires = (KnownPhysics, FullyObserved)
     member_fields = frozenset({"normalise", "lam"})
 
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from stiffbench.api import FullyObserved
+
 from ._neural_ode import NeuralODEMethod, NeuralODEParams
 
 
@@ -11,4 +13,4 @@ class VanillaNODE(NeuralODEMethod):
     name = "vanilla_node"
     description = "Neural ODE f_theta(z, t) trained on the data loss only (ODE-solver rollout, Adam)."
     Params = NeuralODEParams
-    requires = ()
+    requires = (FullyObserved,)

@@ -10,7 +10,7 @@ import torch
 from pydantic import Field, NonNegativeFloat
 from torch import nn
 
-from stiffbench.api import AbstractMethod, AbstractModel, FitConfig, KnownPhysics, TrainingTask
+from stiffbench.api import AbstractMethod, AbstractModel, FitConfig, FullyObserved, KnownPhysics, TrainingTask
 from stiffbench.nn import BatchedMLP, MLPLayers, mlp_jet
 
 from ._neural_ode import NetworkParams, ObservationStats, data_loss, require_physics, torch_dtype, train
@@ -76,7 +76,7 @@ class VanillaPINN(AbstractMethod):
     description = "PINN t -> z(t) trained on the data loss plus the unweighted ODE residual."
     Params = VanillaPINNParams
     batches_seeds = True
-    requires = (KnownPhysics,)
+    requires = (KnownPhysics, FullyObserved)
 
     def fit(self, task: TrainingTask, seeds: Sequence[int], config: FitConfig) -> "PINNModel":
         p = self.params

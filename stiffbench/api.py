@@ -3,7 +3,12 @@
 The runner is the only place that knows all three kinds. Capabilities are types, not attribute
 probes: a system that can give its vector field to a method subclasses `KnownPhysics`; a system
 whose trajectories spike subclasses `Spiking`. A method or metric names the capabilities it
-needs in `requires`; the runner reports `n/a` for a pairing that lacks one.
+needs in `requires`; the runner reports `n/a` for a pairing that lacks one. A system decides per
+instance which capabilities it offers (`AbstractSystem.has_capability`): a system observed
+through one state only is not `FullyObserved`.
+
+An ODE system is best written on the protocol layer (`ODESystem`, re-exported here): it states
+its right-hand side, states and protocol, and the core does the rest.
 """
 
 from __future__ import annotations
@@ -15,17 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Hashable, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-
-class PluginParams(BaseModel):
-    """Base of every plugin's parameter model: validated, immutable, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class NoParams(PluginParams):
-    """Parameter model of a plugin that takes none."""
+from .params import NoParams, PluginParams, key_params, param, trajectory_params  # noqa: F401  (public API)
 
 
 class AbstractPlugin(ABC):
@@ -56,6 +52,43 @@ class Window:
     name: str
     t0: float
     t1: float
+
+
+@dataclass(frozen=True)
+class State:
+    """One state variable: its name, its unit ("" for dimensionless) and its physical bounds.
+
+    bounds : (lower, upper), either None for no bound on that side; e.g. (0, 1) for a gating
+             fraction, (0, None) for a concentration; None: no bounds at all.
+    """
+
+    name: str
+    unit: str = ""
+    bounds: tuple[float | None, float | None] | None = None
+
+    def __post_init__(self):
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            if lo is None and hi is None:
+                object.__setattr__(self, "bounds", None)
+            elif lo is not None and hi is not None and not lo < hi:
+                raise ValueError(f"state {self.name}: bounds need lower < upper, got {self.bounds}")
+
+
+@dataclass(frozen=True)
+class SpikeSettings:
+    """How spikes are read from a spiking system, in the system's own units.
+
+    state     : the voltage-like state whose excursions are spikes
+    threshold : a spike is the peak of an excursion strictly above this value
+    merge     : peaks closer in time than this are one spike (the taller kept)
+    tolerance : a predicted and a true spike match when at most this far apart in time
+    """
+
+    state: str
+    threshold: float
+    merge: float
+    tolerance: float
 
 
 @dataclass(frozen=True)
@@ -91,20 +124,42 @@ VectorField = Callable[["object", "object"], "object"]
 class TrainingTask:
     """Everything a method may use to learn: it never sees the clean reference.
 
-    observations : noisy samples on the training window
-    y0           : initial state at observations.t[0] (the state the forecast starts from)
-    forecast_t   : the grid on which the model must forecast, from observations.t[0] to the horizon
-    dt           : the system's sampling step
+    observations : noisy samples on the training window, at the observation times (any
+                   increasing times), of the observed states (`observations.state_names`,
+                   possibly a subset of `state_names`)
+    y0           : the full initial state at `initial_time` (the state the forecast starts from)
+    forecast_t   : the times at which the model must forecast: any increasing times, from
+                   `initial_time` to the horizon (the system's evaluation grid)
+    dt           : the observations' sampling step when they are uniformly spaced, else None
+                   (kept for plugins written against uniform grids; use observations.t)
     physics      : the system's vector field on torch tensors, given only to methods that require
                    `KnownPhysics` (None otherwise)
+    t0           : the initial time of y0 and of the forecast (None: observations.t[0])
+    state_names  : every state of the system, in y0's order (None: the observed ones)
+    time_unit    : the unit of all times ("" for dimensionless)
     """
 
     system: str
     observations: Trajectory
     y0: np.ndarray
     forecast_t: np.ndarray
-    dt: float
+    dt: float | None = None
     physics: VectorField | None = None
+    t0: float | None = None
+    state_names: tuple[str, ...] | None = None
+    time_unit: str = ""
+
+    @property
+    def initial_time(self) -> float:
+        return float(self.observations.t[0] if self.t0 is None else self.t0)
+
+    @property
+    def all_state_names(self) -> tuple[str, ...]:
+        return self.observations.state_names if self.state_names is None else self.state_names
+
+    @property
+    def fully_observed(self) -> bool:
+        return self.observations.state_names == self.all_state_names
 
 
 class BudgetExceeded(Exception):
@@ -169,9 +224,25 @@ class Bounded(ABC):
 
 
 class Spiking(ABC):
-    """A system whose trajectories spike; spike metrics apply to its `voltage_state`."""
+    """A system whose trajectories spike; spike metrics apply to its `voltage_state`.
+
+    The spike settings are the system's, in its own units: override `spike_settings`, or set the
+    class attributes below (their defaults are Hodgkin-Huxley's, in mV and ms).
+    """
 
     voltage_state: ClassVar[str]
+    spike_threshold: ClassVar[float] = 0.0
+    spike_merge: ClassVar[float] = 2.0
+    spike_tolerance: ClassVar[float] = 2.0
+
+    def spike_settings(self) -> SpikeSettings:
+        return SpikeSettings(self.voltage_state, self.spike_threshold, self.spike_merge, self.spike_tolerance)
+
+
+class FullyObserved(ABC):
+    """A system whose training observations hold every state. No class needs to subclass it:
+    `AbstractSystem.has_capability` grants it to any system whose `observed_states()` are all
+    its states (the default)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,6 +270,31 @@ class AbstractSystem(AbstractPlugin):
     def horizon(self) -> float:
         """The last time any evaluation window needs."""
         return max(w.t1 for w in self.evaluation_windows())
+
+    time_unit: ClassVar[str] = ""
+
+    def state_units(self) -> dict[str, str]:
+        """Unit of each state with one ("" or absent: dimensionless or unknown)."""
+        return {}
+
+    def observed_states(self) -> tuple[str, ...]:
+        """The states the training observations hold (default: all)."""
+        return self.state_names
+
+    def has_capability(self, capability: type) -> bool:
+        """Whether this instance offers `capability`: `FullyObserved` when it observes every state,
+        any other capability when the class subclasses it."""
+        if capability is FullyObserved:
+            return set(self.observed_states()) == set(self.state_names)
+        return isinstance(self, capability)
+
+    def lacks(self, capability: type) -> str | None:
+        """Why this instance does not offer `capability` (None when it does), for a status reason."""
+        if self.has_capability(capability):
+            return None
+        if capability is FullyObserved:
+            return f"{capability.__name__} (it observes {', '.join(self.observed_states())} only)"
+        return capability.__name__
 
 
 class AbstractModel(ABC):
@@ -252,19 +348,27 @@ class AbstractMethod(AbstractPlugin):
 class AbstractMetric(AbstractPlugin):
     """Scores a forecast against the reference on one window.
 
-    keys     : the result keys this metric produces (e.g. rmse_V); values are floats or None
-               where the metric is undefined (no spikes, too few spikes).
-    requires : capabilities the system must have; otherwise the keys are not reported.
-    rank     : column position in leaderboards (lower first; ties by name).
+    keys        : the result keys this metric produces (e.g. rmse_V); values are floats or None
+                  where the metric is undefined (no spikes, too few spikes). Keys carry no unit:
+                  `key_units` gives it per system, and leaderboards show it.
+    requires    : capabilities the system must have; otherwise the keys are not reported.
+    rank        : column position in leaderboards (lower first; ties by name).
+    former_keys : {old key: current key} for keys this metric used to produce under another name,
+                  so that stores holding the old keys still render.
     """
 
     keys: ClassVar[tuple[str, ...]]
     requires: ClassVar[tuple[type, ...]] = ()
     rank: ClassVar[int] = 100
+    former_keys: ClassVar[dict[str, str]] = {}
 
     def result_keys(self, system: AbstractSystem) -> tuple[str, ...]:
         """The keys for this system (default: the static `keys`)."""
         return self.keys
+
+    def key_units(self, system: AbstractSystem) -> dict[str, str]:
+        """The unit of each key for this system, in the system's own units (default: none)."""
+        return {}
 
     @abstractmethod
     def compute(self, pred: Trajectory, true: Trajectory, system: AbstractSystem) -> dict[str, float | None]:
@@ -272,5 +376,18 @@ class AbstractMetric(AbstractPlugin):
 
 
 def missing_capabilities(plugin: type | object, system: AbstractSystem) -> list[str]:
-    """Names of the capabilities `plugin.requires` that `system` lacks."""
-    return [cap.__name__ for cap in getattr(plugin, "requires", ()) if not isinstance(system, cap)]
+    """The capabilities `plugin.requires` that `system` lacks, each named with the reason."""
+    reasons = []
+    for cap in getattr(plugin, "requires", ()):
+        if isinstance(system, AbstractSystem):
+            reason = system.lacks(cap)
+        else:
+            reason = None if isinstance(system, cap) else cap.__name__
+        if reason is not None:
+            reasons.append(reason)
+    return reasons
+
+
+from .ode_system import ODEParams, ODESystem, ReferenceSolver  # noqa: E402,F401  (public API)
+from .protocol import LogGrid, Protocol, Times, UniformGrid  # noqa: E402,F401  (public API)
+from .noise import GaussianNoise, LogNormalNoise, NoNoise, OUNoise, RelativeNoise  # noqa: E402,F401

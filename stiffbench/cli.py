@@ -242,7 +242,12 @@ def _open(args):
     from .suite import SuiteError, load_suite
 
     try:
-        suite = load_suite(args.suite)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            suite = load_suite(args.suite)
+        for warning in caught:
+            if issubclass(warning.category, DeprecationWarning):
+                print(f"stiffbench: warning: {warning.message}", file=sys.stderr)
         registry = _registry(args)
         cells = expand_cells(suite, registry)
         store = Store(args.store)
@@ -283,7 +288,7 @@ def cmd_run(args) -> int:
         report = runner.run(suite, cells)
     finally:
         executor.close()
-    path = _write_leaderboard(args, suite, report.cells, store, runner.metrics)
+    path = _write_leaderboard(args, suite, report.cells, store, _metrics(registry, suite))
     print(f"suite {suite.name}: {report.to_run} cell(s) run in {report.wall_s:.1f} s wall "
           f"({args.executor} executor, {executor.workers} worker(s)), peak RSS {report.peak_rss_mb:.0f} MiB; "
           f"leaderboard: {path}")
@@ -295,16 +300,22 @@ def cmd_run(args) -> int:
     return 0
 
 
-def cmd_leaderboard(args) -> int:
-    suite, registry, cells, store = _open(args)
+def _metrics(registry, suite):
+    """The loadable metrics with the suite's parameters (load errors were reported already)."""
+    from .runner import metric_instances
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        metric_classes, _ = registry.load_all("metrics")
-    metrics = [cls() for cls in metric_classes.values()]
+        return metric_instances(registry, suite)
+
+
+def cmd_leaderboard(args) -> int:
+    suite, registry, cells, store = _open(args)
+    metrics = _metrics(registry, suite)
     if args.rescore:
         from .rescore import rescore
 
-        counts = rescore(cells, store, metrics)
+        counts = rescore(cells, store, metrics, {name: entry.params for name, entry in suite.metrics.items()})
         print(f"rescored {counts['rescored']} cell(s); {counts['missing']} without a usable forecast", file=sys.stderr)
     path = _write_leaderboard(args, suite, cells, store, metrics)
     print(f"leaderboard: {path}")

@@ -13,7 +13,7 @@ import datetime as _dt
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -54,6 +54,7 @@ class BatchJob:
     device: str
     cache_dir: str | None
     metric_classes: list
+    metric_params: dict = field(default_factory=dict)
     verbose: bool = True
     progress_every_s: float = 5.0
     torch_threads: int | None = None
@@ -77,7 +78,7 @@ class BatchJob:
         first = self.cells[0]
         labels = ", ".join(dict.fromkeys(c.label for c in self.cells))
         seeds = ",".join(map(str, sorted({c.seed for c in self.cells})))
-        return f"{first.system.name} x {labels} seeds {seeds}"
+        return f"{first.system_label} x {labels} seeds {seeds}"
 
 
 def execute_batch(job: BatchJob) -> list[Result]:
@@ -102,12 +103,14 @@ def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Res
     if first.system.load_error or first.method.load_error:
         return [(make_record(job, c, "load_error", first.system.load_error or first.method.load_error), None) for c in cells]
     systems = {id(c.system): c.system.cls(c.system.params) for c in cells}
-    system: AbstractSystem = systems[id(first.system)]
     method: AbstractMethod = first.method.cls(first.method.params)
-    missing = missing_capabilities(method, system)
-    if missing:
-        reason = f"method {method.name} requires {', '.join(missing)}, which system {system.name} lacks"
-        return [(make_record(job, c, "n/a", reason), None) for c in cells]
+    missing = {key: missing_capabilities(method, sys_obj) for key, sys_obj in systems.items()}
+    if any(missing.values()):  # the pairings that do not apply are n/a; the others run on
+        na = [c for c in cells if missing[id(c.system)]]
+        rest = [c for c in cells if not missing[id(c.system)]]
+        records = [(make_record(job, c, "n/a", f"method {method.name} requires {', '.join(missing[id(c.system)])}, "
+                                f"which system {c.system_label} lacks"), None) for c in na]
+        return records + (_execute(job, rest, log) if rest else [])
     try:
         tasks = {key: _task(sys_obj, method, job.cache_dir) for key, sys_obj in systems.items()}
         references = {key: sys_obj.reference(sys_obj.horizon, job.cache_dir) for key, sys_obj in systems.items()}
@@ -161,7 +164,7 @@ def _fit_and_score(job, cells, method, systems, tasks, references, grid, config)
     if forecast.shape != expected:
         reason = f"forecast has shape {forecast.shape}, expected {expected}"
         return [(make_record(job, c, "error", reason), None) for c in cells]
-    metrics = [cls() for cls in job.metric_classes]
+    metrics = [cls(job.metric_params.get(cls.name, {})) for cls in job.metric_classes]
     results = []
     for i, cell in enumerate(cells):
         cell_system = systems[id(cell.system)]
@@ -192,6 +195,8 @@ def make_record(job: BatchJob, cell, status, reason=None, metrics=None, train_s=
         "system_params": cell.system.params_json(),
         "method_params": cell.method.params_json(),
         "label": cell.label,
+        "system_label": cell.system_label,
+        "metric_params": job.metric_params,
         "seed": cell.seed,
         "epochs": job.epochs,
         "budget_s": job.budget_s,

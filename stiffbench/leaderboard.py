@@ -1,17 +1,21 @@
-"""Markdown leaderboard of a suite from the store: one table per system and evaluation window.
+"""Markdown leaderboard of a suite from the store: one table per system entry and evaluation window.
 
-Rows are the suite's method labels in suite order; each metric column is "mean ± std" over the
-seeds whose cell is `ok` and whose value is defined (sample std, ddof=1; a lone value has no
-std). When a metric is defined for fewer ok seeds than the row has, the count is appended,
-e.g. "0.31 ± 0.05 (3/5)". "–" marks a metric undefined for every ok seed. `ok/total` counts
-ok cells over all cells of the row; `train s` is the mean training wall time per cell.
-A footer gives the provenance (versions, devices, seeds, epochs, date) and the reason of every
-cell that is not ok.
+Sections follow the suite's system labels (one system may appear under several labels with
+different parameters); rows are the suite's method labels in suite order; each metric column is
+"mean ± std" over the seeds whose cell is `ok` and whose value is defined (sample std, ddof=1; a
+lone value has no std). When a metric is defined for fewer ok seeds than the row has, the count
+is appended, e.g. "0.31 ± 0.05 (3/5)". "–" marks a metric undefined for every ok seed. Column
+headers carry the unit the system gives the key (e.g. "phase_drift (ms)"); a metric that does
+not apply to a system has no column there. `ok/total` counts ok cells over all cells of the
+row; `train s` is the mean training wall time per cell. A footer gives the provenance (versions,
+devices, seeds, epochs, date) and the reason of every cell that is not ok. Stores written with
+a metric's former key names render under the current names (`AbstractMetric.former_keys`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +23,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from .api import Window
+from .api import AbstractSystem, Spiking, Window
+from .scoring import has_bounds
 from .store import CellRecord
 from .suite import Suite
 
@@ -57,19 +62,23 @@ def window_table(
     key_order: Sequence[str],
     paper: dict[str, dict[str, float]] | None = None,
     paper_keys: Sequence[str] = (),
+    units: dict[str, str] | None = None,
 ) -> str:
     """One markdown table for one system's window.
 
     paper maps label -> {key: published value}; for each key in `paper_keys` a column
     "<key> (paper)" follows ours, with "–" where the publication has no value for that row.
+    units maps key -> unit, shown in the header as "<key> (<unit>)".
     """
+    units = units or {}
     frame = records_frame(records)
     frame = frame[(frame["window"] == window) & (frame["status"] == "ok")]
     present = set(frame["key"]) | set(paper_keys)
     keys = [k for k in key_order if k in present] + sorted(present - set(key_order))
     headers = ["method"]
     for key in keys:
-        headers += [key, f"{key} (paper)"] if key in paper_keys else [key]
+        header = f"{key} ({units[key]})" if units.get(key) else key
+        headers += [header, f"{key} (paper)"] if key in paper_keys else [header]
     rows = []
     for label in labels:
         mine = [r for r in records if r.label == label]
@@ -88,23 +97,48 @@ def window_table(
     return tabulate(rows, headers=[*headers, "ok/total", "train s"], tablefmt="github", disable_numparse=True)
 
 
-# Thresholds of the qualitative summary (documented in QUALITATIVE_NOTE).
-LIMIT_CYCLE_ISI_MS = 1.0
+# Thresholds of the qualitative summary, relative to the system's own scales (see qualitative_note).
+LIMIT_CYCLE_ISI_TOLERANCES = 0.5  # mean ISI error at most this fraction of the spike match tolerance
 LIMIT_CYCLE_AMP_PCT = 10.0
-BOUND_TOLERANCE = 0.01
-
-QUALITATIVE_NOTE = (
-    f"Counts are seeds out of all cells of the row. *limit cycle kept*: on the last window the forecast "
-    f"still spikes with |mean ISI error| <= {LIMIT_CYCLE_ISI_MS:g} ms and amplitude preservation error "
-    f"<= {LIMIT_CYCLE_AMP_PCT:g} %; *gating in bounds*: no bounded state leaves its range by more than "
-    f"{BOUND_TOLERANCE:g} on any window; *stable*: the forecast stays finite (status ok). Spike F1 is the "
-    "mean over ok seeds on the first window."
-)
+BOUND_TOLERANCE_WIDTHS = 0.01  # excess outside the bounds at most this fraction of the narrowest range
 
 
-def qualitative_table(labels: Sequence[str], records: Sequence[CellRecord], windows: Sequence[str]) -> str | None:
+@dataclass(frozen=True)
+class SummaryCriteria:
+    """The qualitative summary's limits for one system, in its units (None: no bounds column)."""
+
+    isi_limit: float
+    time_unit: str
+    bound_limit: float | None
+
+
+def summary_criteria(system: AbstractSystem, tolerance: float) -> SummaryCriteria:
+    """Limits from the system's spike match tolerance (in its time unit) and its bounds."""
+    bound_limit = None
+    if has_bounds(system):
+        widths = [hi - lo for lo, hi in system.state_bounds.values() if np.isfinite(hi - lo)]
+        bound_limit = BOUND_TOLERANCE_WIDTHS * min(widths) if widths else 0.0
+    return SummaryCriteria(LIMIT_CYCLE_ISI_TOLERANCES * tolerance, system.time_unit, bound_limit)
+
+
+def qualitative_note(criteria: SummaryCriteria) -> str:
+    unit = f" {criteria.time_unit}" if criteria.time_unit else ""
+    bounds = ("" if criteria.bound_limit is None else
+              f" *states in bounds*: no bounded state leaves its range by more than {criteria.bound_limit:g} "
+              f"({100 * BOUND_TOLERANCE_WIDTHS:g} % of the narrowest range) on any window;")
+    return (
+        f"Counts are seeds out of all cells of the row. *limit cycle kept*: on the last window the forecast "
+        f"still spikes with |mean ISI error| <= {criteria.isi_limit:g}{unit} ({LIMIT_CYCLE_ISI_TOLERANCES:g} x the "
+        f"spike match tolerance) and amplitude preservation error <= {LIMIT_CYCLE_AMP_PCT:g} %;{bounds} *stable*: "
+        "the forecast stays finite (status ok). Spike F1 is the mean over ok seeds on the first window."
+    )
+
+
+def qualitative_table(
+    labels: Sequence[str], records: Sequence[CellRecord], windows: Sequence[str], criteria: SummaryCriteria
+) -> str | None:
     """The paper's Table 1 columns derived from measurements; None unless the records carry spike
-    and bound measurements."""
+    measurements. The bounds column appears only when the system has bounded states."""
     if not windows or not any("spike_f1" in r.metrics.get(windows[0], {}) for r in records):
         return None
     first, last = windows[0], windows[-1]
@@ -113,31 +147,42 @@ def qualitative_table(labels: Sequence[str], records: Sequence[CellRecord], wind
         return r.metrics.get(window, {}).get(key)
 
     def kept(r: CellRecord) -> bool:
-        isi, amp = value(r, last, "isi_error_ms"), value(r, last, "amp_pres_pct")
-        return r.status == "ok" and isi is not None and amp is not None and isi <= LIMIT_CYCLE_ISI_MS \
+        isi, amp = value(r, last, "isi_error"), value(r, last, "amp_pres_pct")
+        return r.status == "ok" and isi is not None and amp is not None and isi <= criteria.isi_limit \
             and amp <= LIMIT_CYCLE_AMP_PCT
 
     def in_bounds(r: CellRecord) -> bool:
         violations = [value(r, w, "bound_violation") for w in windows]
-        return r.status == "ok" and all(v is not None and v <= BOUND_TOLERANCE for v in violations)
+        return r.status == "ok" and all(v is not None and v <= criteria.bound_limit for v in violations)
 
     rows = []
     for label in labels:
         mine = [r for r in records if r.label == label]
         f1 = np.array([value(r, first, "spike_f1") for r in mine if r.status == "ok"], dtype=float)
         count = lambda test: f"{sum(map(test, mine))}/{len(mine)}"  # noqa: E731
-        rows.append([label, format_cell(f1, len(f1)), count(kept), count(in_bounds), count(lambda r: r.status == "ok")])
-    headers = ["method", "spike F1", "limit cycle kept", "gating in bounds", "stable"]
+        bounds = [] if criteria.bound_limit is None else [count(in_bounds)]
+        rows.append([label, format_cell(f1, len(f1)), count(kept), *bounds, count(lambda r: r.status == "ok")])
+    headers = ["method", "spike F1", "limit cycle kept", *([] if criteria.bound_limit is None else ["states in bounds"]),
+               "stable"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def render(
-    suite: Suite,
-    records_by_system: dict[str, list[CellRecord]],
-    windows_by_system: dict[str, list[Window]],
-    key_order: dict[str, list[str]],
-    expected_cells: dict[str, int],
-) -> str:
+@dataclass
+class Section:
+    """One system entry of a suite, as the leaderboard shows it."""
+
+    label: str
+    records: list[CellRecord]
+    expected: int
+    windows: list[Window] = field(default_factory=list)
+    key_order: list[str] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)
+    time_unit: str = ""
+    heading: str = ""
+    criteria: SummaryCriteria | None = None
+
+
+def render(suite: Suite, sections: Sequence[Section]) -> str:
     """The whole leaderboard document for a suite."""
     labels = [m.label for m in suite.methods]
     lines = [f"# stiffbench leaderboard: `{suite.name}`", ""]
@@ -150,20 +195,24 @@ def render(
         "",
     ]
     all_records: list[CellRecord] = []
-    for system, records in records_by_system.items():
-        all_records += records
-        missing = expected_cells[system] - len(records)
-        for window in windows_by_system[system]:
-            lines += [f"## {system} — {window.name} window [{window.t0:g}, {window.t1:g}]", ""]
-            paper_keys = [k for k, wins in (suite.paper.keys.items() if suite.paper else []) if window.name in wins]
-            paper = {m.label: m.paper for m in suite.methods}
-            lines += [window_table(labels, records, window.name, key_order.get(system, []), paper, paper_keys), ""]
-        qualitative = qualitative_table(labels, records, [w.name for w in windows_by_system[system]])
-        if qualitative:
-            lines += [f"## {system} — qualitative summary (the paper's Table 1, from measurements)", "",
-                      qualitative, "", QUALITATIVE_NOTE, ""]
+    for section in sections:
+        all_records += section.records
+        unit = f" {section.time_unit}" if section.time_unit else ""
+        if section.heading:
+            lines += [section.heading, ""]
+        for window in section.windows:
+            lines += [f"## {section.label} — {window.name} window [{window.t0:g}, {window.t1:g}]{unit}", ""]
+            paper_keys, paper = suite.paper_table(section.label, window.name)
+            lines += [window_table(labels, section.records, window.name, section.key_order, paper, paper_keys,
+                                   section.units), ""]
+        if suite.leaderboard.qualitative_summary and section.criteria is not None:
+            table = qualitative_table(labels, section.records, [w.name for w in section.windows], section.criteria)
+            if table:
+                lines += [f"## {section.label} — qualitative summary (the paper's Table 1, from measurements)", "",
+                          table, "", qualitative_note(section.criteria), ""]
+        missing = section.expected - len(section.records)
         if missing:
-            lines += [f"{missing} cell(s) of {system} are not in the store yet.", ""]
+            lines += [f"{missing} cell(s) of {section.label} are not in the store yet.", ""]
     if suite.paper:
         lines += [f"Columns marked (paper): {suite.paper.source}; \"–\" there is the paper's dash "
                   "(failure, no meaningful value)." + (f" {suite.paper.note}" if suite.paper.note else ""), ""]
@@ -214,25 +263,45 @@ def write(path: Path, text: str) -> None:
 
 def build(suite: Suite, cells, store, metrics) -> str:
     """Render `suite` from the store: `cells` from runner.expand_cells, `metrics` the loaded metric
-    instances (they fix the column order)."""
-    from .scoring import metric_keys
-
+    instances with the suite's parameters (they fix the columns, their order and units)."""
     records = store.get_many(c.key for c in cells)
-    records_by_system: dict[str, list[CellRecord]] = {}
-    windows: dict[str, list[Window]] = {}
-    key_order: dict[str, list[str]] = {}
-    expected: dict[str, int] = {}
+    renamed = {old: new for metric in metrics for old, new in metric.former_keys.items()}
+    sections: dict[str, Section] = {}
     for cell in cells:
-        name = cell.system.name
-        expected[name] = expected.get(name, 0) + 1
-        if name not in windows:
-            system = cell.system.cls(cell.system.params) if cell.system.cls is not None else None
-            windows[name] = system.evaluation_windows() if system is not None else []
-            key_order[name] = metric_keys(metrics, system) if system is not None else []
+        label = cell.system_label
+        section = sections.get(label)
+        if section is None:
+            section = sections[label] = Section(label, [], 0)
+            if cell.system.cls is not None:
+                _describe_section(section, cell.system.cls(cell.system.params), cell, metrics)
+        section.expected += 1
         record = records.get(cell.key)
         if record is not None:
-            record.label = cell.label  # rows are named by this suite's labels
-            records_by_system.setdefault(name, []).append(record)
-        else:
-            records_by_system.setdefault(name, [])
-    return render(suite, records_by_system, windows, key_order, expected)
+            record.label, record.system = cell.label, label  # rows and sections are named by this suite
+            record.metrics = {w: {renamed.get(k, k): v for k, v in values.items()} for w, values in record.metrics.items()}
+            section.records.append(record)
+    return render(suite, list(sections.values()))
+
+
+def _describe_section(section: Section, system: AbstractSystem, cell, metrics) -> None:
+    """Windows, columns, units, heading and summary criteria of a system entry's section."""
+    from .scoring import metric_keys
+
+    section.windows = system.evaluation_windows()
+    section.key_order = metric_keys(metrics, system)
+    section.units = {k: u for m in metrics if m.name in _applicable(metrics, system) for k, u in m.key_units(system).items()}
+    section.time_unit = system.time_unit
+    changed = {k: v for k, v in cell.system.params_json().items() if v != type(system)().params.model_dump(mode="json").get(k)}
+    if section.label != system.name or changed:
+        settings = ", ".join(f"{k} = {v}" for k, v in changed.items()) or "default parameters"
+        section.heading = f"`{section.label}`: system `{system.name}` with {settings}."
+    if isinstance(system, Spiking) and system.has_capability(Spiking):
+        spike_metric = next((m for m in metrics if m.name == "isi_error" and hasattr(m, "settings")), None)
+        tolerance = (spike_metric.settings(system) if spike_metric else system.spike_settings()).tolerance
+        section.criteria = summary_criteria(system, tolerance)
+
+
+def _applicable(metrics, system: AbstractSystem) -> set[str]:
+    from .api import missing_capabilities
+
+    return {m.name for m in metrics if not missing_capabilities(m, system)}

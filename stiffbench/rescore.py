@@ -6,11 +6,13 @@ from .api import Trajectory
 from .scoring import score
 
 
-def rescore(cells, store, metrics) -> dict[str, int]:
+def rescore(cells, store, metrics, metric_params: dict | None = None) -> dict[str, int]:
     """Rescore every cell of `cells` that has a stored, intact forecast; returns counts.
 
     Cells whose forecast file is missing or fails its checksum keep their stored metrics and are
     counted as `missing`. References come from each system's (cached) reference solution.
+    metric_params: the suite's metric parameters `metrics` were made with, recorded in each
+    rescored cell's provenance.
     """
     records = store.get_many(c.key for c in cells)
     counts = {"rescored": 0, "missing": 0}
@@ -29,6 +31,15 @@ def rescore(cells, store, metrics) -> dict[str, int]:
         t, y = forecast
         result = score(system, metrics, Trajectory(t, y, system.state_names), reference, windows)
         reason = "; ".join(filter(None, [result.reason, *result.metric_errors])) or None
-        store.update_metrics(cell.key, result.all_values(), reason, result.status)
+        provenance = {**record.provenance, "metric_params": metric_params or {}}
+        store.update_metrics(cell.key, result.all_values(), reason, result.status, provenance)
         counts["rescored"] += 1
     return counts
+
+
+def scored_with_other_params(cells, store, metric_params: dict) -> list:
+    """The cells whose stored metrics were computed with other metric parameters than
+    `metric_params` (cells stored without a record of them count as scored with none)."""
+    records = store.get_many(c.key for c in cells)
+    return [c for c in cells if c.key in records and records[c.key].status == "ok"
+            and records[c.key].provenance.get("metric_params", {}) != metric_params]

@@ -2,8 +2,10 @@
 
 A cell is (system, method variant, seed). Its key hashes everything that determines its result:
 system name, validated system parameters and plugin version, method name, validated method
-parameters and plugin version, seed, epochs and budget. The label is not part of the key (it
-only names the row), so renaming a variant does not retrain it.
+parameters and plugin version, seed, epochs and budget (parameters as `params.key_params` gives
+them: a parameter added to a plugin later is left out while at its default, so cells stored
+before it existed keep their keys). Labels are not part of the key (they only name rows and
+sections), so renaming a variant or a system entry does not retrain it.
 
 Cells are trained in batches (`plan_batches`): a method with `batches_seeds` receives all seeds
 of a variant in one `fit` call, and variants of one method whose `batch_key()` agree are trained
@@ -20,6 +22,7 @@ import socket
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,6 +33,7 @@ from .checkpoint import DEFAULT_EVERY_S
 from .execute import BatchJob
 from .executors import SerialExecutor
 from .hashing import config_hash
+from .params import key_params
 from .registry import PluginLoadError, PluginSpec, Registry, UnknownPluginError
 from .store import CellRecord, Store
 from .suite import MethodEntry, Suite, SuiteError, SystemEntry, validation_message
@@ -52,6 +56,10 @@ class ResolvedPlugin:
     def params_json(self) -> dict:
         return self.params.model_dump(mode="json") if self.cls is not None else dict(self.entry.params)
 
+    def key_params(self) -> dict:
+        """The parameters as they enter cell keys (see `params.key_params`)."""
+        return key_params(self.params) if self.cls is not None else dict(self.entry.params)
+
     def provenance(self) -> dict:
         return {"name": self.spec.name, "distribution": self.spec.distribution, "version": self.spec.version}
 
@@ -66,6 +74,10 @@ class Cell:
     @property
     def label(self) -> str:
         return self.method.entry.label
+
+    @property
+    def system_label(self) -> str:
+        return self.system.entry.label
 
 
 @dataclass
@@ -104,26 +116,30 @@ def expand_cells(suite: Suite, registry: Registry) -> list[Cell]:
     """All cells of the suite in order system x method x seed, with their keys.
 
     A method entry's `system_params` override the system's parameters for that variant's cells.
+    Raises SuiteError for unknown names, bad parameters, and metric settings or published values
+    that do not fit the registered metrics and the systems' windows.
     """
-    systems = [resolve_plugin(registry, "systems", s, f"systems[{i}] ({s.name})") for i, s in enumerate(suite.systems)]
+    systems = [resolve_plugin(registry, "systems", s, f"systems[{i}] ({s.label})") for i, s in enumerate(suite.systems)]
     methods = [resolve_plugin(registry, "methods", m, f"methods[{i}] ({m.label})") for i, m in enumerate(suite.methods)]
+    _check_system_entries(suite, systems)
+    metric_instances(registry, suite)  # validates the suite's metric parameters
     cells = []
     for system in systems:
         for i, method in enumerate(methods):
-            override = method.entry.system_params.get(system.name)
+            override = suite.system_params_for(method.entry, system.entry)
             cell_system = system
             if override:
-                entry = SystemEntry(name=system.name, params={**system.entry.params, **override})
-                where = f"methods[{i}] ({method.entry.label}).system_params.{system.name}"
+                entry = system.entry.model_copy(update={"params": {**system.entry.params, **override}})
+                where = f"methods[{i}] ({method.entry.label}).system_params.{system.entry.label}"
                 cell_system = resolve_plugin(registry, "systems", entry, where)
             for seed in suite.seeds:
                 key = config_hash(
                     {
                         "system": cell_system.name,
-                        "system_params": cell_system.params_json(),
+                        "system_params": cell_system.key_params(),
                         "system_plugin": [cell_system.spec.distribution, cell_system.spec.version],
                         "method": method.name,
-                        "method_params": method.params_json(),
+                        "method_params": method.key_params(),
                         "method_plugin": [method.spec.distribution, method.spec.version],
                         "seed": seed,
                         "epochs": suite.epochs,
@@ -133,6 +149,44 @@ def expand_cells(suite: Suite, registry: Registry) -> list[Cell]:
                 )
                 cells.append(Cell(cell_system, method, seed, key))
     return cells
+
+
+def _check_system_entries(suite: Suite, systems: list[ResolvedPlugin]) -> None:
+    """Two entries of one system with equal parameters would be the same cells; published values
+    must name windows the system has."""
+    seen: dict[str, str] = {}
+    for system in systems:
+        same = config_hash([system.name, system.key_params()])
+        if same in seen:
+            raise SuiteError(f"systems {seen[same]!r} and {system.entry.label!r} are the same system with the same "
+                             "parameters")
+        seen[same] = system.entry.label
+        if suite.paper is None or system.cls is None:
+            continue
+        windows = {w.name for w in system.cls(system.params).evaluation_windows()}
+        unknown = sorted(set(suite.paper.values.get(system.entry.label, {})) - windows)
+        if unknown:
+            raise SuiteError(f"paper.values.{system.entry.label}: no window {', '.join(unknown)} "
+                             f"(the system's windows: {', '.join(sorted(windows))})")
+
+
+def metric_instances(registry: Registry, suite: Suite | None = None) -> list[AbstractMetric]:
+    """Every loadable metric, with the suite's parameters where it sets them (SuiteError for a
+    metric the registry does not know or parameters that do not validate)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a metric that fails to load is reported by the run
+        classes, _ = registry.load_all("metrics")
+    settings = suite.metrics if suite is not None else {}
+    unknown = sorted(set(settings) - set(classes))
+    if unknown:
+        raise SuiteError(f"metrics: unknown metric {', '.join(unknown)}; available: {', '.join(classes)}")
+    metrics = []
+    for name, cls in classes.items():
+        try:
+            metrics.append(cls(settings[name].params) if name in settings else cls())
+        except ValidationError as exc:
+            raise SuiteError(validation_message(exc, f"metrics.{name}.params")) from None
+    return metrics
 
 
 def plan_batches(cells: list[Cell]) -> list[list[Cell]]:
@@ -219,7 +273,6 @@ class Runner:
         self.take_over_claims = take_over_claims
         classes, self.metric_load_errors = registry.load_all("metrics")
         self.metric_classes = list(classes.values())
-        self.metrics: list[AbstractMetric] = [cls() for cls in self.metric_classes]
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run(self, suite: Suite, cells: list[Cell] | None = None) -> RunReport:
@@ -249,6 +302,7 @@ class Runner:
             "checkpoint_dir": str(self.store.folder / "checkpoints"), "checkpoint_every_s": self.checkpoint_every_s}
         jobs = [
             BatchJob(suite.epochs, suite.budget_s, batch, self.device, self.cache_dir, self.metric_classes,
+                     metric_params={name: entry.params for name, entry in suite.metrics.items()},
                      verbose=self.verbose, torch_threads=threads, grace_s=self.grace_s,
                      max_solver_steps=suite.max_solver_steps, **checkpoints)
             for batch in plan_batches(todo)
@@ -262,9 +316,24 @@ class Runner:
                     self.log(_record_line(record, len(report.records), report.to_run))
         finally:
             self.store.release(claimed, self.owner)
+        self._rescore_changed_metric_params(suite, cells)
         report.wall_s = time.perf_counter() - start
         report.peak_rss_mb = peak_rss_mb()
         return report
+
+
+    def _rescore_changed_metric_params(self, suite: Suite, cells: list[Cell]) -> None:
+        """Rescore, from their stored forecasts, the ok cells scored with other metric parameters
+        than the suite's (metric parameters change scores, not trained models, so they are not
+        part of cell keys)."""
+        from .rescore import rescore, scored_with_other_params
+
+        wanted = {name: entry.params for name, entry in suite.metrics.items()}
+        stale = scored_with_other_params(cells, self.store, wanted)
+        if stale:
+            counts = rescore(stale, self.store, metric_instances(self.registry, suite), wanted)
+            self.log(f"rescored {counts['rescored']} cell(s) for the suite's metric parameters"
+                     + (f"; {counts['missing']} without a usable forecast keep their scores" if counts["missing"] else ""))
 
 
 def _record_line(record: CellRecord, done: int, total: int) -> str:

@@ -22,8 +22,8 @@ class Score:
     """status is "ok" or "diverged"; metrics maps window name -> {key: value or None}.
 
     diagnostics maps window name -> {key: value} for measurements the scorer itself makes (not
-    metric plugins): `bound_violation` for Bounded systems, the largest distance of a bounded
-    state outside its range (the paper's Table 1 'gating variables within [0, 1]').
+    metric plugins): `bound_violation` for systems with bounded states, the largest distance of a
+    bounded state outside its range (the paper's Table 1 'gating variables within [0, 1]').
     """
 
     status: str
@@ -88,14 +88,20 @@ def score(
                 values.update(dict.fromkeys(metric.result_keys(system)))
                 errors.append(f"metric {metric.name} failed on {window.name}: {type(exc).__name__}: {exc}")
         out[window.name] = values
-        if isinstance(system, Bounded):
+        if has_bounds(system):
             diagnostics[window.name] = {"bound_violation": max(system.bound_violation(p).values(), default=0.0)}
     return Score("ok", out, metric_errors=errors, diagnostics=diagnostics)
 
 
+def has_bounds(system: AbstractSystem) -> bool:
+    """Whether some state of this system instance has physical bounds to check."""
+    return system.has_capability(Bounded) and bool(system.state_bounds)
+
+
 def bound_warnings(system: AbstractSystem, pred: Trajectory) -> list[str]:
-    """Warnings for bounded states that leave their range by more than FAR_OUTSIDE_WIDTHS widths."""
-    if not isinstance(system, Bounded):
+    """Warnings for states with two bounds that leave their range by more than FAR_OUTSIDE_WIDTHS
+    widths (a one-sided bound has no width to compare with; its excess is in `bound_violation`)."""
+    if not has_bounds(system):
         return []
     warnings = []
     for name, excess in system.bound_violation(pred).items():

@@ -147,10 +147,16 @@ class Store:
             ),
         )
 
-    def update_metrics(self, key: str, metrics: dict, reason: str | None, status: str) -> None:
-        self._conn.execute(
-            "UPDATE cells SET metrics=?, reason=?, status=? WHERE key=?", (json.dumps(metrics), reason, status, key)
-        )
+    def update_metrics(self, key: str, metrics: dict, reason: str | None, status: str,
+                       provenance: dict | None = None) -> None:
+        """Replace a cell's metrics, reason and status (and provenance, if given) after rescoring."""
+        if provenance is None:
+            self._conn.execute(
+                "UPDATE cells SET metrics=?, reason=?, status=? WHERE key=?", (json.dumps(metrics), reason, status, key)
+            )
+        else:
+            self._conn.execute("UPDATE cells SET metrics=?, reason=?, status=?, provenance=? WHERE key=?",
+                               (json.dumps(metrics), reason, status, json.dumps(provenance, sort_keys=True), key))
 
     def get(self, key: str) -> CellRecord | None:
         rows = self.get_many([key])

@@ -8,12 +8,22 @@ A suite is a TOML file validated by pydantic (unknown keys are errors):
     max_solver_steps = 100000   # optional step budget of each adaptive solve
     [[systems]]
     name = "hh"
-    params = { noise_preset = "paper_literal" }   # optional
+    label = "hh-I15"            # optional section name (default: name); one system may appear
+    params = { I_ext = 15 }     # several times under different labels and parameters
     [[methods]]
     label = "pinode_sr"         # the leaderboard row name
     method = "pinode_sr"        # the registered method
     params = { lam = 1.5 }      # optional
-    system_params = { hh = { noise_preset = "none" } }   # optional per-variant system overrides
+    system_params = { hh = { noise_preset = "none" } }   # optional per-variant system overrides,
+                                # keyed by system label, or by name for every entry of that system
+    [metrics.spike_f1]          # optional metric parameters for this suite
+    params = { tolerance = 1.0 }
+    [leaderboard]
+    qualitative_summary = true  # the paper's Table 1 summary under each spiking system
+    [paper]                     # optional published values shown beside ours
+    source = "..."
+    [paper.values.hh.extrapolation]          # system label, window
+    pinode_sr = { rmse_V = 3.12 }            # method label: {key: value}
 
 Built-in suites live in stiffbench/suites/<name>.toml; `load_suite` takes a name or a path.
 """
@@ -21,10 +31,11 @@ Built-in suites live in stiffbench/suites/<name>.toml; `load_suite` takes a name
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,19 +55,46 @@ class _Strict(BaseModel):
 
 class SystemEntry(_Strict):
     name: str = Field(min_length=1, description="registered system name")
+    label: str = Field("", description="leaderboard section name, unique in the suite (default: name)")
     params: dict[str, Any] = Field(default_factory=dict, description="system parameters")
+
+    @model_validator(mode="after")
+    def _default_label(self) -> "SystemEntry":
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
+        return self
+
+
+PaperValues = dict[str, dict[str, dict[str, dict[str, float]]]]
 
 
 class PaperReference(_Strict):
-    """Where a suite's published reference values come from and where they are shown."""
+    """Where a suite's published reference values come from, and the values."""
 
     source: str = Field(min_length=1, description="citation of the published table(s)")
+    values: PaperValues = Field(
+        default_factory=dict,
+        description="system label -> window -> method label -> {metric key: published value}; each "
+        "(system, window) table shows a '<key> (paper)' column beside ours for every key given there, "
+        "with '–' for a row the publication gives no value (its dash: a failure)",
+    )
     keys: dict[str, list[str]] = Field(
-        min_length=1,
-        description="metric key -> evaluation windows whose leaderboard table shows the published value "
-        "in a '<key> (paper)' column beside ours",
+        default_factory=dict,
+        description="deprecated (use values): metric key -> windows showing the methods' `paper` values",
     )
     note: str = Field("", description="caveats shown under the tables (ambiguities of the source)")
+
+
+class MetricEntry(_Strict):
+    params: dict[str, Any] = Field(default_factory=dict, description="the metric's parameters in this suite")
+
+
+class LeaderboardOptions(_Strict):
+    qualitative_summary: bool = Field(
+        False,
+        description="render the paper's Table 1 summary (spike F1, limit cycle kept, states in bounds, stable) "
+        "under each spiking system",
+    )
 
 
 class MethodEntry(_Strict):
@@ -70,22 +108,24 @@ class MethodEntry(_Strict):
     )
     paper: dict[str, float] = Field(
         default_factory=dict,
-        description="the published value of each metric key for this variant; a key of the suite's "
-        "[paper] keys missing here is the publication's dash (failure, no value)",
+        description="deprecated (use [paper.values]): the published value of each key of the suite's "
+        "[paper] keys for this variant",
     )
 
 
 class Suite(_Strict):
     name: str = Field(description="suite name (the file stem); names the leaderboard file")
     description: str = ""
-    seeds: list[int] = Field(min_length=1, description="training seeds; one cell per seed")
-    epochs: int = Field(gt=0, description="training epochs per cell")
+    seeds: list[StrictInt] = Field(min_length=1, description="training seeds; one cell per seed")
+    epochs: StrictInt = Field(gt=0, description="training epochs per cell")
     budget_s: float | None = Field(default=None, gt=0, description="wall-clock budget per cell, seconds")
-    max_solver_steps: int | None = Field(
+    max_solver_steps: StrictInt | None = Field(
         default=None, gt=0, description="step budget of each adaptive solve in training and forecasting"
     )
     systems: list[SystemEntry] = Field(min_length=1)
     methods: list[MethodEntry] = Field(min_length=1)
+    metrics: dict[str, MetricEntry] = Field(default_factory=dict, description="metric name -> its parameters")
+    leaderboard: LeaderboardOptions = Field(default_factory=LeaderboardOptions)
     paper: PaperReference | None = Field(None, description="published values to show beside ours")
 
     @field_validator("seeds")
@@ -103,12 +143,13 @@ class Suite(_Strict):
         dups = sorted({x for x in labels if labels.count(x) > 1})
         if dups:
             raise ValueError(f"duplicate method labels: {', '.join(dups)}")
-        systems = [s.name for s in self.systems]
+        systems = [s.label for s in self.systems]
         dups = sorted({x for x in systems if systems.count(x) > 1})
         if dups:
-            raise ValueError(f"duplicate systems: {', '.join(dups)}")
+            raise ValueError(f"duplicate system labels: {', '.join(dups)} (give each entry its own label)")
+        names = {s.name for s in self.systems}
         for m in self.methods:
-            unknown = sorted(set(m.system_params) - set(systems))
+            unknown = sorted(set(m.system_params) - set(systems) - names)
             if unknown:
                 raise ValueError(f"method {m.label}: system_params names systems not in the suite: {', '.join(unknown)}")
             if m.paper:
@@ -117,7 +158,33 @@ class Suite(_Strict):
                 if extra:
                     raise ValueError(f"method {m.label}: paper values for keys not declared in [paper] keys: "
                                      f"{', '.join(extra)}")
+        if self.paper:
+            for system, windows in self.paper.values.items():
+                if system not in systems:
+                    raise ValueError(f"paper.values: {system!r} is not a system label of the suite")
+                for window, rows in windows.items():
+                    unknown = sorted(set(rows) - set(labels))
+                    if unknown:
+                        raise ValueError(f"paper.values.{system}.{window}: {', '.join(unknown)} not method labels")
         return self
+
+    def system_params_for(self, method: MethodEntry, system: SystemEntry) -> dict[str, Any]:
+        """A variant's overrides for one system entry: those keyed by its label, else by its name."""
+        return method.system_params.get(system.label, method.system_params.get(system.name, {}))
+
+    def paper_table(self, system: str, window: str) -> tuple[list[str], dict[str, dict[str, float]]]:
+        """The published values for one system label and window: (keys with a paper column,
+        {method label: {key: value}})."""
+        if self.paper is None:
+            return [], {}
+        rows = self.paper.values.get(system, {}).get(window, {})
+        keys = list(dict.fromkeys(k for values in rows.values() for k in values))
+        legacy = [k for k, windows in self.paper.keys.items() if window in windows]
+        if legacy:  # the deprecated per-method form applies to every system of the suite
+            keys += [k for k in legacy if k not in keys]
+            rows = {m.label: {**{k: v for k, v in m.paper.items() if k in legacy}, **rows.get(m.label, {})}
+                    for m in self.methods}
+        return keys, rows
 
 
 def validation_message(exc: ValidationError, where: str) -> str:
@@ -152,6 +219,10 @@ def load_suite(name_or_path: str) -> Suite:
     if "name" in data:
         raise SuiteError(f"{path}: name: the suite name is the file name, remove the 'name' key")
     try:
-        return Suite(name=path.stem, **data)
+        suite = Suite(name=path.stem, **data)
     except ValidationError as exc:
         raise SuiteError(validation_message(exc, str(path))) from None
+    if suite.paper is not None and suite.paper.keys:
+        warnings.warn(f"{path}: [paper] keys and the methods' `paper` values are deprecated; give the values as "
+                      "[paper.values.<system>.<window>] <label> = {{...}}", DeprecationWarning, stacklevel=2)
+    return suite

@@ -16,14 +16,20 @@ from typing import Annotated, NamedTuple, Optional
 
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
-from scipy.integrate import solve_ivp
 
-from stiffbench.api import AbstractSystem, Bounded, KnownPhysics, PluginParams, Spiking, TrainingTask, Trajectory, Window
-from stiffbench.cache import cached_arrays
-from stiffbench.noise import ou_noise, ou_sigma_for_std
-
-# Bump when the integration changes in a way that changes the cached reference.
-SOLVER_TAG = "scipy-lsoda-analytic-jac-v1"
+from stiffbench.api import (
+    NoNoise,
+    ODEParams,
+    ODESystem,
+    OUNoise,
+    Protocol,
+    ReferenceSolver,
+    Spiking,
+    State,
+    UniformGrid,
+    Window,
+    param,
+)
 
 # Fixed per-channel OU sigma (V, n, m, h) in channel units per sqrt(ms) (technical notes §6).
 _FIXED_SIGMA = {
@@ -34,10 +40,6 @@ _FIXED_SIGMA = {
 # Presets whose stationary noise std is a fraction of each channel's clean training-window std.
 _RELATIVE_STD = {"relative_2pct": 0.02}
 NOISE_PRESETS = (*_FIXED_SIGMA, *_RELATIVE_STD)
-
-# The parameters that determine the clean trajectory (and so the reference cache key).
-_TRAJECTORY_FIELDS = ("C_m", "g_Na", "g_K", "g_L", "E_Na", "E_K", "E_L", "I_ext", "y0", "dt",
-                      "solver_rtol", "solver_atol")
 
 Interval = tuple[float, float]
 Gate = Annotated[float, Field(ge=0, le=1)]
@@ -146,21 +148,16 @@ def jacobian(z, p: "HodgkinHuxley.Params") -> np.ndarray:
     return J
 
 
-def time_grid(t_end: float, dt: float) -> np.ndarray:
-    """The sampling grid t_k = k*dt, k = 0..round(t_end/dt); reproducible, ends included."""
-    return np.arange(round(t_end / dt) + 1) * dt
-
-
-# ----------------------------------------------------------------------------------------------
-# The system plugin
-# ----------------------------------------------------------------------------------------------
-
-class HodgkinHuxley(AbstractSystem, KnownPhysics, Spiking, Bounded):
+class HodgkinHuxley(ODESystem, Spiking):
     """Hodgkin–Huxley tonic spiking under a constant current, learned from noisy full-state data.
 
     Defaults follow the paper's setup as reconstructed in technical notes §1.3: I_ext = 10 uA/cm^2
     from t=0, y0 = (V, n, m, h) = (-65, 0.32, 0.05, 0.6), training window [0, 14.68] ms sampled
     every 0.01 ms (1469 points) with one fixed OU noise realisation (paper eq. 9, theta=5).
+    Evaluation windows: extrapolation [14.68, 100] ms and long [100, 1000] ms, on the 0.01 ms grid.
+    Spikes: peaks of V above 0 mV, merged within 2 ms, matched within 2 ms (technical notes §5).
+    Data loss: the paper's raw-unit sum over states (`data_loss = "sum_states"`), which weighs a
+    gate's error about 1e-4 as much as V's; `"standardised"` weighs them equally.
 
     Noise presets (per-channel sigma for V, n, m, h; technical notes §6):
       paper_literal  sigma = 0.5 on every channel: eq. 9 taken literally, in channel units.
@@ -169,16 +166,24 @@ class HodgkinHuxley(AbstractSystem, KnownPhysics, Spiking, Bounded):
       relative_2pct  per channel, the sigma whose OU stationary std sigma/sqrt(2 theta) is 0.02 x
                      the std (ddof=0) of that channel of the clean training-window trajectory.
       none           no noise.
-    `noise_sigma` overrides the preset.
+    `noise_sigma` overrides the preset. `observe = ["V"]` observes the voltage only (methods that
+    need the full state are then n/a).
     """
 
     name = "hh"
     description = "Hodgkin-Huxley neuron, constant current, tonic spiking (-65 mV convention)"
-    state_names = ("V", "n", "m", "h")
+    citation = "Hodgkin & Huxley (1952), J. Physiol. 117:500; -65 mV convention of NEURON's hh.mod"
+    states = (
+        State("V", unit="mV"),
+        State("n", bounds=(0.0, 1.0)),  # gating fractions
+        State("m", bounds=(0.0, 1.0)),
+        State("h", bounds=(0.0, 1.0)),
+    )
+    time_unit = "ms"
     voltage_state = "V"
-    state_bounds = {"n": (0.0, 1.0), "m": (0.0, 1.0), "h": (0.0, 1.0)}  # gating fractions
+    spike_threshold, spike_merge, spike_tolerance = 0.0, 2.0, 2.0  # mV, ms, ms
 
-    class Params(PluginParams):
+    class Params(ODEParams):
         """HH constants, initial state, sampling, windows, observation noise and solver tolerances."""
 
         model_config = ConfigDict(allow_inf_nan=False)
@@ -194,18 +199,24 @@ class HodgkinHuxley(AbstractSystem, KnownPhysics, Spiking, Bounded):
         y0: tuple[float, Gate, Gate, Gate] = Field(
             (-65.0, 0.32, 0.05, 0.6), description="initial state (V mV, n, m, h) at t=0; gates in [0, 1]"
         )
-        dt: float = Field(0.01, gt=0, description="sampling step of every grid (ms)")
-        t_train: Interval = Field((0.0, 14.68), description="training window (ms); starts at t=0")
-        extrapolation: Interval = Field((14.68, 100.0), description="'extrapolation' evaluation window (ms)")
-        long: Interval = Field((100.0, 1000.0), description="'long' evaluation window (ms)")
-        noise_preset: str = Field("paper_literal", description=f"OU noise scale preset: {', '.join(NOISE_PRESETS)}")
-        noise_sigma: Optional[tuple[NonNegative, NonNegative, NonNegative, NonNegative]] = Field(
-            None, description="per-channel OU sigma (V, n, m, h) overriding the preset; each >= 0"
+        dt: float = param(0.01, protocol=True, gt=0, description="sampling step of every grid (ms)")
+        t_train: Interval = param((0.0, 14.68), protocol=True, description="training window (ms); starts at t=0")
+        extrapolation: Interval = param((14.68, 100.0), protocol=True,
+                                        description="'extrapolation' evaluation window (ms)")
+        long: Interval = param((100.0, 1000.0), protocol=True, description="'long' evaluation window (ms)")
+        noise_preset: str = param("paper_literal", protocol=True,
+                                  description=f"OU noise scale preset: {', '.join(NOISE_PRESETS)}")
+        noise_sigma: Optional[tuple[NonNegative, NonNegative, NonNegative, NonNegative]] = param(
+            None, protocol=True, description="per-channel OU sigma (V, n, m, h) overriding the preset; each >= 0"
         )
-        noise_theta: float = Field(5.0, gt=0, description="OU mean-reversion rate theta (1/ms)")
-        noise_seed: int = Field(1111, ge=0, description="seed of the one fixed noise realisation")
+        noise_theta: float = param(5.0, protocol=True, gt=0, description="OU mean-reversion rate theta (1/ms)")
+        noise_seed: int = param(1111, protocol=True, ge=0, description="seed of the one fixed noise realisation")
         solver_rtol: float = Field(1e-10, gt=0, description="relative tolerance of the reference solver")
         solver_atol: float = Field(1e-12, gt=0, description="absolute tolerance of the reference solver")
+        observe: Optional[tuple[str, ...]] = param(
+            None, protocol=True, added=True, min_length=1,
+            description="the observed states, e.g. ['V'] (default: all four)",
+        )
 
         @field_validator("noise_preset")
         @classmethod
@@ -213,6 +224,15 @@ class HodgkinHuxley(AbstractSystem, KnownPhysics, Spiking, Bounded):
             if preset not in NOISE_PRESETS:
                 raise ValueError(f"unknown noise preset {preset!r}; valid presets: {', '.join(NOISE_PRESETS)}")
             return preset
+
+        @field_validator("observe")
+        @classmethod
+        def _known_states(cls, observe):
+            if observe is not None:
+                unknown = [s for s in observe if s not in ("V", "n", "m", "h")]
+                if unknown or len(set(observe)) != len(observe):
+                    raise ValueError(f"observe must list distinct states among V, n, m, h, got {list(observe)}")
+            return observe
 
         @model_validator(mode="after")
         def _windows_and_grid(self):
@@ -229,67 +249,43 @@ class HodgkinHuxley(AbstractSystem, KnownPhysics, Spiking, Bounded):
                     raise ValueError(f"time {t} is not on the dt={self.dt} sampling grid")
             return self
 
-    def evaluation_windows(self) -> list[Window]:
+    def rhs(self, t, y, xp):
+        return vector_field(y, self.params, xp)
+
+    def jac(self, t, y):
+        return jacobian(y, self.params)
+
+    def reference_solver(self) -> ReferenceSolver:
+        """scipy LSODA (ODEPACK; switches between Adams and BDF as stiffness demands) with the
+        analytic Jacobian at the params' rtol/atol. Chosen over Radau, which at rtol=1e-10 needs
+        ~50 s for 1000 ms against ~4 s here; over 1000 ms the two differ by at most 4e-4 mV in V
+        and 3e-6 in the gates."""
+        return ReferenceSolver("LSODA", self.params.solver_rtol, self.params.solver_atol)
+
+    def protocol(self) -> Protocol:
         p = self.params
-        return [Window("extrapolation", *p.extrapolation), Window("long", *p.long)]
-
-    def torch_vector_field(self):
-        import torch
-
-        p = self.params
-        return lambda t, z: vector_field(z, p, torch)
-
-    def reference(self, t_end: float, cache_dir: str | None = None) -> Trajectory:
-        """Clean trajectory on time_grid(t_end, dt); computed once to max(t_end, horizon) and cached.
-
-        scipy LSODA (ODEPACK; switches between Adams and BDF as stiffness demands) with the
-        analytic Jacobian at the params' rtol/atol; samples come from its dense output at the grid
-        points. Chosen over Radau, which at rtol=1e-10 needs ~50 s for 1000 ms against ~4 s here;
-        over 1000 ms the two differ by at most 4e-4 mV in V and 3e-6 in the gates.
-        """
-        p = self.params
-        t_full = max(t_end, self.horizon)
-        config = {"solver": SOLVER_TAG, "t_end": t_full, **p.model_dump(include=set(_TRAJECTORY_FIELDS))}
-        arrays = cached_arrays(cache_dir, "hh-reference", config, lambda: self._integrate(t_full))
-        n = round(t_end / p.dt) + 1
-        return Trajectory(arrays["t"][:n], arrays["y"][:n], self.state_names)
-
-    def _integrate(self, t_end: float) -> dict[str, np.ndarray]:
-        p = self.params
-        t = time_grid(t_end, p.dt)
-        sol = solve_ivp(
-            lambda _, y: vector_field(y, p),
-            (0.0, t[-1]),
-            np.asarray(p.y0, dtype=np.float64),
-            method="LSODA",
-            jac=lambda _, y: jacobian(y, p),
-            t_eval=t,
-            rtol=p.solver_rtol,
-            atol=p.solver_atol,
+        observed = p.observe or self.state_names
+        sigma = self.noise_sigma()
+        noise = NoNoise()
+        if sigma is None:
+            noise = OUNoise(p.noise_theta, p.noise_seed, std_fraction=_RELATIVE_STD[p.noise_preset], dt=p.dt)
+        elif np.any(sigma[[self.state_names.index(s) for s in observed]] > 0):
+            sigma = tuple(float(sigma[self.state_names.index(s)]) for s in observed)
+            noise = OUNoise(p.noise_theta, p.noise_seed, sigma=sigma, dt=p.dt)
+        return Protocol(
+            grid=UniformGrid(p.dt),
+            train=p.t_train,
+            windows=(Window("extrapolation", *p.extrapolation), Window("long", *p.long)),
+            observed=None if p.observe is None else tuple(p.observe),
+            noise=noise,
         )
-        if not sol.success:
-            raise RuntimeError(f"HH reference integration failed: {sol.message}")
-        return {"t": t, "y": sol.y.T.copy()}
 
-    def noise_sigma(self, clean_train: np.ndarray) -> np.ndarray:
-        """Per-channel OU sigma for the clean training samples clean_train (shape (n, 4))."""
+    def noise_sigma(self) -> np.ndarray | None:
+        """Per-channel OU sigma (V, n, m, h) of a fixed preset or `noise_sigma`; None for a
+        preset relative to the clean training data (`relative_2pct`)."""
         p = self.params
         if p.noise_sigma is not None:
             return np.asarray(p.noise_sigma, dtype=np.float64)
         if p.noise_preset in _FIXED_SIGMA:
             return np.asarray(_FIXED_SIGMA[p.noise_preset], dtype=np.float64)
-        return ou_sigma_for_std(_RELATIVE_STD[p.noise_preset] * clean_train.std(axis=0), p.noise_theta)
-
-    def training_task(self, cache_dir: str | None = None) -> TrainingTask:
-        p = self.params
-        ref = self.reference(self.horizon, cache_dir)
-        n_train = round(p.t_train[1] / p.dt) + 1
-        clean = ref.y[:n_train]
-        noise = ou_noise(n_train, p.dt, p.noise_theta, self.noise_sigma(clean), p.noise_seed)
-        return TrainingTask(
-            system=self.name,
-            observations=Trajectory(ref.t[:n_train], clean + noise, self.state_names),
-            y0=np.asarray(p.y0, dtype=np.float64),
-            forecast_t=ref.t,
-            dt=p.dt,
-        )
+        return None

@@ -78,8 +78,9 @@ def malformed_suites(draw):
     elif kind == "unknown_method":
         suite["methods"][0]["method"] = draw(identifiers.filter(lambda n: n not in ("vanilla_node", "vanilla_pinn", "pinode_sr")))
     elif kind == "unknown_param":
-        suite["methods"][0]["params"] = {draw(identifiers.filter(lambda k: k not in (
-            "hidden", "layer_norm", "lr", "dtype", "data_loss", "normalise", "solver"))): 1}
+        from stiffbench_methods.vanilla_node import VanillaNODE
+
+        suite["methods"][0]["params"] = {draw(identifiers.filter(lambda k: k not in VanillaNODE.Params.model_fields)): 1}
     elif kind == "param_type":
         suite["methods"][0]["params"] = {"lr": draw(st.one_of(st.text(max_size=4), st.floats(max_value=0, allow_nan=False, allow_infinity=False)))}
     elif kind == "dup_label":

@@ -8,7 +8,7 @@ import pydantic
 import pytest
 import torch
 
-import stiffbench_systems.hh as hh
+import stiffbench.ode_system as ode_system
 from stiffbench.api import KnownPhysics, Spiking, Window
 from stiffbench.noise import ou_noise
 from stiffbench_systems.hh import HodgkinHuxley, jacobian, rates, vector_field
@@ -194,16 +194,18 @@ def test_fixed_noise_presets(params, sigma, cache_dir):
     system = HodgkinHuxley({**SHORT, **params})
     clean = system.reference(14.68, cache_dir=cache_dir)
     task = system.training_task(cache_dir=cache_dir)
-    np.testing.assert_array_equal(system.noise_sigma(clean.y), sigma)
+    np.testing.assert_array_equal(system.noise_sigma(), sigma)
     np.testing.assert_allclose(task.observations.y - clean.y, ou_noise(1469, 0.01, 5.0, sigma, 1111), atol=1e-12)
 
 
 def test_relative_noise_preset(cache_dir):
     system = HodgkinHuxley({**SHORT, "noise_preset": "relative_2pct", "noise_theta": 4.0})
     clean = system.reference(14.68, cache_dir=cache_dir).y
-    sigma = system.noise_sigma(clean)
-    np.testing.assert_allclose(sigma / math.sqrt(2 * 4.0), 0.02 * clean.std(axis=0), rtol=1e-14)
+    assert system.noise_sigma() is None  # relative to the clean data: computed from them
+    sigma = 0.02 * clean.std(axis=0) * math.sqrt(2 * 4.0)  # stationary std sigma / sqrt(2 theta)
     assert 0.02 * 20 < sigma[0] / math.sqrt(8.0) < 0.02 * 40  # V's std over one spike is 20-40 mV
+    task = system.training_task(cache_dir=cache_dir)
+    np.testing.assert_allclose(task.observations.y - clean, ou_noise(1469, 0.01, 4.0, sigma, 1111), atol=1e-12)
 
 
 def test_shorter_reference_is_a_prefix(default_task, cache_dir):
@@ -221,13 +223,13 @@ def test_shorter_reference_is_a_prefix(default_task, cache_dir):
 
 def counting_solve_ivp(monkeypatch):
     calls = []
-    real = hh.solve_ivp
+    real = ode_system.solve_ivp
 
     def wrapped(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(hh, "solve_ivp", wrapped)
+    monkeypatch.setattr(ode_system, "solve_ivp", wrapped)
     return calls
 
 
@@ -235,7 +237,7 @@ def refuse_solve_ivp(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("reference recomputed despite a valid cache entry")
 
-    monkeypatch.setattr(hh, "solve_ivp", refuse)
+    monkeypatch.setattr(ode_system, "solve_ivp", refuse)
 
 
 def test_cache_hit_skips_integration(tmp_path, monkeypatch):

@@ -40,7 +40,8 @@ class Persistence(AbstractMethod):
 
 def suite_text(methods):
     blocks = "".join(f'\n[[methods]]\nlabel = "{label}"\nmethod = "{method}"\n' for label, method in methods)
-    return f"seeds = [0, 1]\nepochs = 2\n[[systems]]\nname = \"hh\"\nparams = {SHORT_HH}\n{blocks}"
+    return (f"seeds = [0, 1]\nepochs = 2\n[leaderboard]\nqualitative_summary = true\n"
+            f"[[systems]]\nname = \"hh\"\nparams = {SHORT_HH}\n{blocks}")
 
 
 def make_plugin_distribution(site):
@@ -68,8 +69,8 @@ def test_run_resume_and_add_plugin(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "cells: 2 total, 0 cached, 2 to run" in first.stdout
     board = (tmp_path / "leaderboard" / "demo.md").read_text()
-    assert "## hh — extrapolation window [14.68, 30]" in board and "| node" in board
-    assert "bound_violation" in board.splitlines()[board.splitlines().index("## hh — long window [30, 40]") + 2]
+    assert "## hh — extrapolation window [14.68, 30] ms" in board and "| node" in board
+    assert "bound_violation" in board.splitlines()[board.splitlines().index("## hh — long window [30, 40] ms") + 2]
     assert (tmp_path / "stiffbench-results" / "store.sqlite").exists()
 
     again = cli(tmp_path, "run", "--suite", str(suite))

@@ -42,17 +42,23 @@ def test_paper_columns_follow_ours_with_dash_for_missing():
 
 
 def test_qualitative_summary_counts_seeds():
-    from stiffbench.leaderboard import qualitative_table
+    from stiffbench.leaderboard import SummaryCriteria, qualitative_table
 
     def full(label, seed, status, f1, isi, amp, bound):
-        values = {"spike_f1": f1, "isi_error_ms": isi, "amp_pres_pct": amp, "bound_violation": bound}
+        values = {"spike_f1": f1, "isi_error": isi, "amp_pres_pct": amp, "bound_violation": bound}
         return CellRecord(key=f"{label}{seed}", system="hh", method=label, label=label, seed=seed, status=status,
                           metrics={"extrapolation": values, "long": values} if status == "ok" else {})
 
     records = [full("a", 0, "ok", 1.0, 0.1, 2.0, 0.0), full("a", 1, "ok", 0.5, 3.0, 2.0, 0.5),
                full("a", 2, "diverged", None, None, None, None)]
-    table = qualitative_table(["a"], records, ["extrapolation", "long"])
+    criteria = SummaryCriteria(isi_limit=1.0, time_unit="ms", bound_limit=0.01)
+    table = qualitative_table(["a"], records, ["extrapolation", "long"], criteria)
     row = [c.strip() for c in table.splitlines()[2].split("|")[1:-1]]
     # F1 over ok seeds: mean(1.0, 0.5) = 0.75, sample std 0.354; seed 1 fails ISI and bounds
     assert row == ["a", "0.75 ± 0.354", "1/3", "1/3", "2/3"]
-    assert qualitative_table(["a"], [rec("a", 0, "ok", 1.0, 1.0)], ["extrapolation"]) is None
+    assert qualitative_table(["a"], [rec("a", 0, "ok", 1.0, 1.0)], ["extrapolation"], criteria) is None
+    # a system without bounds has no bounds column; a looser ISI limit keeps seed 1's cycle
+    unbounded = SummaryCriteria(isi_limit=5.0, time_unit="", bound_limit=None)
+    lines = qualitative_table(["a"], records, ["extrapolation", "long"], unbounded).splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:-1]] == ["method", "spike F1", "limit cycle kept", "stable"]
+    assert [c.strip() for c in lines[2].split("|")[1:-1]] == ["a", "0.75 ± 0.354", "2/3", "2/3"]

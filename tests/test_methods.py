@@ -11,7 +11,7 @@ import torch
 
 import stiffbench_methods._neural_ode as neural_ode
 import stiffbench_methods.vanilla_pinn as vanilla_pinn
-from stiffbench.api import BatchMember, BudgetExceeded, FitConfig, TrainingTask, Trajectory
+from stiffbench.api import BatchMember, BudgetExceeded, FitConfig, FullyObserved, KnownPhysics, TrainingTask, Trajectory
 from stiffbench.nn import BatchedMLP
 from stiffbench.solvers import StepLimitExceeded
 from stiffbench_methods._neural_ode import NeuralODEParams, ObservationStats, VectorField
@@ -215,8 +215,8 @@ def test_diverging_model_does_not_affect_the_others(task, monkeypatch):
 
 def test_forecast_grid_validation(task):
     model = fit(VanillaNODE, task, [0], epochs=1)
-    with pytest.raises(ValueError):
-        model.forecast(np.array([0.0, 0.1, 0.3]))
+    uneven = model.forecast(np.array([0.0, 0.1, 0.3]))  # any increasing times from t0
+    assert uneven.shape == (1, 3, 2) and np.isfinite(uneven).all()
     with pytest.raises(ValueError):
         model.forecast(task.forecast_t + 0.05)
     np.testing.assert_array_equal(model.forecast(np.array([0.0]))[0, 0], task.y0)
@@ -259,7 +259,8 @@ def test_defaults_and_metadata():
     assert VanillaPINN().params.lam == 1.0
     assert [m.name for m in (VanillaNODE, PINODESR, VanillaPINN)] == ["vanilla_node", "pinode_sr", "vanilla_pinn"]
     assert all(m.batches_seeds for m in (VanillaNODE, PINODESR, VanillaPINN))
-    assert VanillaNODE.requires == () and PINODESR.requires and VanillaPINN.requires
+    assert VanillaNODE.requires == (FullyObserved,)
+    assert set(PINODESR.requires) == set(VanillaPINN.requires) == {KnownPhysics, FullyObserved}
     for m in (VanillaNODE, PINODESR, VanillaPINN):
         assert all(f.description for f in m.Params.model_fields.values())
 
@@ -328,7 +329,7 @@ def test_fit_batch_rejects_incompatible_members(task):
     with pytest.raises(ValueError, match="parameters differ"):
         PINODESR.fit_batch([BatchMember(PINODESR.Params(**SMALL), task, 0),
                             BatchMember(PINODESR.Params(hidden=(4,)), task, 0)], FitConfig(epochs=1))
-    with pytest.raises(ValueError, match="training grid"):
+    with pytest.raises(ValueError, match="observation times"):
         PINODESR.fit_batch([BatchMember(PINODESR.Params(**SMALL), t, 0) for t in (task, shorter)], FitConfig(epochs=1))
 
 

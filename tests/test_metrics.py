@@ -84,31 +84,31 @@ def test_spike_f1_with_extra_and_missing_spikes():
 
 def test_phase_drift_is_mean_timing_error_of_matches():
     # (|10.5-10| + |25-25|) / 2 = 0.25 ms
-    assert score(PhaseDrift())["phase_drift_ms"] == pytest.approx(0.25)
+    assert score(PhaseDrift())["phase_drift"] == pytest.approx(0.25)
 
 
 def test_isi_error_uses_all_spikes():
     # pred mean ISI = (45-10.5)/3 = 11.5; true = (40-10)/2 = 15; |11.5-15| = 3.5 ms
-    assert score(ISIError())["isi_error_ms"] == pytest.approx(3.5)
+    assert score(ISIError())["isi_error"] == pytest.approx(3.5)
 
 
 def test_amp_dev_compares_each_sides_own_peaks():
     # matched peaks (36 vs 30) and (38 vs 40): (6 + 2)/2 = 4 mV
-    assert score(AmplitudeDeviation())["amp_dev_mV"] == pytest.approx(4.0)
+    assert score(AmplitudeDeviation())["amp_dev"] == pytest.approx(4.0)
 
 
 def test_spike_parameters_change_the_result():
     # tolerance 0.4 ms: 10.5 no longer matches 10 -> 1 match, F1 = 2*1/7; phase = 0
-    assert score(SpikeF1({"tolerance_ms": 0.4}))["spike_f1"] == pytest.approx(2 / 7)
-    assert score(PhaseDrift({"tolerance_ms": 0.4}))["phase_drift_ms"] == pytest.approx(0.0)
+    assert score(SpikeF1({"tolerance": 0.4}))["spike_f1"] == pytest.approx(2 / 7)
+    assert score(PhaseDrift({"tolerance": 0.4}))["phase_drift"] == pytest.approx(0.0)
     # threshold 30 mV: true keeps only 40 (at 25), pred 36 (at 10.5) and 38 (at 25): F1 = 2*1/3
-    assert score(SpikeF1({"threshold_mV": 30.0}))["spike_f1"] == pytest.approx(2 / 3)
+    assert score(SpikeF1({"threshold": 30.0}))["spike_f1"] == pytest.approx(2 / 3)
     # merge 20 ms: true 10, 25, 40 -> 10 & 25 merge into 25 (taller), then 40 is 15 ms after it:
     # merged into 25; pred 10.5, 25, 33, 45 -> 25 (38), then 45 is 20 ms after: kept. F1 = 2*1/3
-    assert score(SpikeF1({"merge_ms": 20.0}))["spike_f1"] == pytest.approx(2 / 3)
+    assert score(SpikeF1({"merge": 20.0}))["spike_f1"] == pytest.approx(2 / 3)
 
 
-@pytest.mark.parametrize("params", [{"merge_ms": -1.0}, {"tolerance_ms": 0.0}, {"unknown": 1.0}])
+@pytest.mark.parametrize("params", [{"merge": -1.0}, {"tolerance": 0.0}, {"unknown": 1.0}])
 def test_spike_parameters_are_validated(params):
     for cls in SPIKE_METRICS:
         with pytest.raises(ValidationError):
@@ -124,17 +124,17 @@ def test_spike_metrics_when_nothing_spikes():
 def test_spike_metrics_when_only_one_side_spikes():
     quiet = hh_traj([])
     assert score(SpikeF1(), quiet, TRUE)["spike_f1"] == 0.0  # 0 / (0+3)
-    assert score(PhaseDrift(), quiet, TRUE)["phase_drift_ms"] is None
-    assert score(AmplitudeDeviation(), TRUE, quiet)["amp_dev_mV"] is None
-    assert score(ISIError(), quiet, TRUE)["isi_error_ms"] is None
+    assert score(PhaseDrift(), quiet, TRUE)["phase_drift"] is None
+    assert score(AmplitudeDeviation(), TRUE, quiet)["amp_dev"] is None
+    assert score(ISIError(), quiet, TRUE)["isi_error"] is None
 
 
 def test_isi_needs_two_spikes_on_each_side():
     one = hh_traj([(10.0, 30.0)])
-    assert score(ISIError(), one, TRUE)["isi_error_ms"] is None
+    assert score(ISIError(), one, TRUE)["isi_error"] is None
     # a single matched pair is enough for phase and amplitude: |10-10| = 0, |30-30| = 0
-    assert score(PhaseDrift(), one, TRUE)["phase_drift_ms"] == 0.0
-    assert score(AmplitudeDeviation(), one, TRUE)["amp_dev_mV"] == 0.0
+    assert score(PhaseDrift(), one, TRUE)["phase_drift"] == 0.0
+    assert score(AmplitudeDeviation(), one, TRUE)["amp_dev"] == 0.0
 
 
 def test_spike_metrics_require_spiking():
@@ -193,8 +193,8 @@ def test_f1_bounds_and_identity(pred_spec, true_spec):
         assert score(SpikeF1(), true, true)["spike_f1"] is None
     else:
         assert score(SpikeF1(), true, true)["spike_f1"] == 1.0
-        assert score(PhaseDrift(), true, true)["phase_drift_ms"] == 0.0
-        assert score(AmplitudeDeviation(), true, true)["amp_dev_mV"] == 0.0
+        assert score(PhaseDrift(), true, true)["phase_drift"] == 0.0
+        assert score(AmplitudeDeviation(), true, true)["amp_dev"] == 0.0
 
 
 def test_bound_violation_and_far_outside_warning():

@@ -18,6 +18,10 @@ class RMSE(AbstractMetric):
     def result_keys(self, system: AbstractSystem) -> tuple[str, ...]:
         return tuple(f"rmse_{s}" for s in system.state_names)
 
+    def key_units(self, system: AbstractSystem) -> dict[str, str]:
+        units = system.state_units()
+        return {f"rmse_{s}": units[s] for s in system.state_names if units.get(s)}
+
     def compute(self, pred: Trajectory, true: Trajectory, system: AbstractSystem) -> dict[str, float | None]:
         if pred.state_names != true.state_names:
             raise ValueError(f"state names differ: {pred.state_names} vs {true.state_names}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stiffbench.api import SpikeSettings
 from stiffbench.metrics._spike_metric import SpikeMetric
 from stiffbench.spikes import Spikes
 
@@ -11,12 +12,12 @@ class SpikeF1(SpikeMetric):
 
     name = "spike_f1"
     rank = 60
-    description = "Spike F1 score 2TP/(N_pred+N_true), one-to-one matching within tolerance_ms."
+    description = "Spike F1 score 2TP/(N_pred+N_true), one-to-one matching within the system's tolerance."
     keys = ("spike_f1",)
 
-    def score(self, pred: Spikes, true: Spikes) -> dict[str, float | None]:
+    def score(self, pred: Spikes, true: Spikes, settings: SpikeSettings) -> dict[str, float | None]:
         n = len(pred.times) + len(true.times)
         if n == 0:
             return {"spike_f1": None}
-        tp = self.match(pred, true).shape[1]
+        tp = self.match(pred, true, settings).shape[1]
         return {"spike_f1": 2.0 * tp / n}

@@ -58,7 +58,7 @@ def per_model_losses(field, batch, solver: str) -> "torch.Tensor":
     from stiffbench_methods._neural_ode import data_loss
 
     params = field.rollout_params()
-    times = (batch.t0 + batch.dt * np.arange(len(batch.t))).tolist()
+    times = batch.times
     out = []
     for b in range(len(batch.y0)):
         ps = tuple(p[b : b + 1] for p in params)
