@@ -146,7 +146,7 @@ def _fit_and_score(job, cells, method, systems, tasks, references, grid, config)
     labels = list(dict.fromkeys(c.label for c in cells))
     t0 = time.perf_counter()
     try:
-        if len(labels) == 1:
+        if len(labels) == 1 and len(systems) == 1:
             model = method.fit(tasks[id(first.system)], [c.seed for c in cells], config)
         else:
             members = [BatchMember(c.method.params, tasks[id(c.system)], c.seed) for c in cells]

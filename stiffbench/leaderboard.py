@@ -291,7 +291,7 @@ def _describe_section(section: Section, system: AbstractSystem, cell, metrics) -
     section.key_order = metric_keys(metrics, system)
     section.units = {k: u for m in metrics if m.name in _applicable(metrics, system) for k, u in m.key_units(system).items()}
     section.time_unit = system.time_unit
-    changed = {k: v for k, v in cell.system.params_json().items() if v != type(system)().params.model_dump(mode="json").get(k)}
+    changed = {k: v for k, v in cell.system.params_json().items() if _differs_from_default(system.params, k)}
     if section.label != system.name or changed:
         settings = ", ".join(f"{k} = {v}" for k, v in changed.items()) or "default parameters"
         section.heading = f"`{section.label}`: system `{system.name}` with {settings}."
@@ -299,6 +299,12 @@ def _describe_section(section: Section, system: AbstractSystem, cell, metrics) -
         spike_metric = next((m for m in metrics if m.name == "isi_error" and hasattr(m, "settings")), None)
         tolerance = (spike_metric.settings(system) if spike_metric else system.spike_settings()).tolerance
         section.criteria = summary_criteria(system, tolerance)
+
+
+def _differs_from_default(params, name: str) -> bool:
+    """Whether a parameter is required (no default) or set to other than its default."""
+    info = type(params).model_fields[name]
+    return info.is_required() or getattr(params, name) != info.get_default(call_default_factory=True)
 
 
 def _applicable(metrics, system: AbstractSystem) -> set[str]:
