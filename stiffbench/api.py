@@ -388,6 +388,19 @@ def missing_capabilities(plugin: type | object, system: AbstractSystem) -> list[
     return reasons
 
 
-from .ode_system import ODEParams, ODESystem, ReferenceSolver  # noqa: E402,F401  (public API)
-from .protocol import LogGrid, Protocol, Times, UniformGrid  # noqa: E402,F401  (public API)
-from .noise import GaussianNoise, LogNormalNoise, NoNoise, OUNoise, RelativeNoise  # noqa: E402,F401
+# The protocol layer, part of this public API; imported on first use, because its modules build
+# on the interfaces above (so any of them may be imported first).
+_LAYER = {
+    "ode_system": ("ODEParams", "ODESystem", "ReferenceSolver"),
+    "protocol": ("Grid", "LogGrid", "Protocol", "Times", "UniformGrid", "check_windows_after"),
+    "noise": ("GaussianNoise", "LogNormalNoise", "NoiseModel", "NoNoise", "OUNoise", "RelativeNoise"),
+}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    for module, names in _LAYER.items():
+        if name in names:
+            return getattr(importlib.import_module(f"stiffbench.{module}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

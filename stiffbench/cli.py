@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("list", help="list installed systems, methods and metrics")
     p.add_argument("kind", nargs="?", choices=["systems", "methods", "metrics"])
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="also each plugin's source, protocol (systems) and parameters (imports the plugins)")
 
     p = add("simulate", help="write a system's clean reference trajectory as CSV")
     p.add_argument("--system", required=True)
@@ -161,10 +163,30 @@ def cmd_list(args) -> int:
             raise UserError(str(exc)) from None
         for spec in specs.values():
             rows.append([kind, spec.name, static_description(spec), f"{spec.distribution} {spec.version}"])
+            if args.verbose:
+                rows.append(_details(registry, kind, spec.name))
     from tabulate import tabulate
 
-    print(tabulate(rows, headers=["kind", "name", "description", "provided by"], tablefmt="simple"))
+    if not args.verbose:
+        print(tabulate(rows, headers=["kind", "name", "description", "provided by"], tablefmt="simple"))
+        return 0
+    for kind, name, description, provider, *details in (rows[i] + rows[i + 1] for i in range(0, len(rows), 2)):
+        print(f"{kind[:-1]} {name} ({provider}): {description}")
+        print("".join(f"    {line}\n" for line in details))
     return 0
+
+
+def _details(registry, kind: str, name: str) -> list[str]:
+    """`describe_plugin`'s lines for one plugin, or the reason it cannot be loaded."""
+    from .describe import describe_plugin
+    from .registry import PluginError
+
+    try:
+        return describe_plugin(registry.load(kind, name))
+    except PluginError as exc:
+        return [f"not loadable: {exc}"]
+    except Exception as exc:  # a plugin whose defaults fail: still list the others
+        return [f"cannot describe: {type(exc).__name__}: {exc}"]
 
 
 def _system(args):

@@ -23,7 +23,7 @@ import inspect
 import os
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from scipy.integrate import solve_ivp
@@ -114,7 +114,14 @@ class ODESystem(AbstractSystem, KnownPhysics, Bounded):
         return {s.name: s.unit for s in self.states if s.unit}
 
     def observed_states(self) -> tuple[str, ...]:
-        return self.protocol().observed or self.state_names
+        """The protocol's observed states (ValueError unless they are distinct states of the
+        system, in its order)."""
+        observed = self.protocol().observed or self.state_names
+        known = [name for name in self.state_names if name in observed]
+        if list(observed) != known:
+            raise ValueError(f"{self.name}: observed states {list(observed)} must be distinct states among "
+                             f"{', '.join(self.state_names)}, in that order")
+        return tuple(observed)
 
     @property
     def state_bounds(self) -> dict[str, tuple[float, float]]:
@@ -147,7 +154,7 @@ class ODESystem(AbstractSystem, KnownPhysics, Bounded):
         protocol = self.protocol()
         t, y = self._reference_arrays(protocol, protocol.horizon, cache_dir)
         t_obs = protocol.observation_times()
-        observed = protocol.observed or self.state_names
+        observed = self.observed_states()
         columns = [self.state_names.index(name) for name in observed]
         clean = np.ascontiguousarray(y[np.searchsorted(t, t_obs)][:, columns])
         noisy = protocol.noise.apply(t_obs, clean)
@@ -211,31 +218,4 @@ def _source_digest(cls: type) -> str:
         return hashlib.sha256(inspect.getsource(inspect.getmodule(cls)).encode()).hexdigest()[:16]
     except (OSError, TypeError):
         return ""
-
-
-def describe_protocol(system: ODESystem) -> list[str]:
-    """Lines describing a system's protocol and reference, for `stiffbench list --verbose`."""
-    p = system.protocol()
-    unit = f" {system.time_unit}" if system.time_unit else ""
-    lines = [
-        f"states: {', '.join(_describe_state(s) for s in system.states)}; time unit: {system.time_unit or 'none'}",
-        f"grid: {p.grid.describe()}; training window [{p.train[0]:g}, {p.train[1]:g}]{unit}, "
-        f"observations: {(p.observe or p.grid).describe()} ({len(p.observation_times())} samples) of "
-        f"{', '.join(p.observed or system.state_names)}; noise: {p.noise.describe()}",
-        "evaluation windows: " + ", ".join(f"{w.name} [{w.t0:g}, {w.t1:g}]" for w in p.windows),
-        f"reference: {system.reference_solver().describe()}"
-        + (", analytic Jacobian" if type(system).jac is not ODESystem.jac else ""),
-    ]
-    if system.citation:
-        lines.append(f"source: {system.citation}")
-    return lines
-
-
-def _describe_state(state: State) -> str:
-    text = state.name + (f" ({state.unit})" if state.unit else "")
-    if state.bounds is not None:
-        lo, hi = state.bounds
-        text += f" in [{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
-    return text
-
 

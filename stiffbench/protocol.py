@@ -114,6 +114,14 @@ class Times(Grid):
         return f"{len(self.values)} times from {self.values[0]:g} to {self.values[-1]:g}"
 
 
+def check_windows_after(train_end: float, windows: dict[str, tuple[float, float]]) -> None:
+    """ValueError unless each named window (t0, t1) has train_end <= t0 < t1: for a system's
+    parameter validator, so that a bad window is reported as the parameter it came from."""
+    for name, (t0, t1) in windows.items():
+        if not train_end <= t0 < t1:
+            raise ValueError(f"window {name} must satisfy t_train <= t0 < t1, got ({t0:g}, {t1:g})")
+
+
 @dataclass(frozen=True)
 class Protocol:
     """How a system is benchmarked: everything except its physics.

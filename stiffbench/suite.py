@@ -224,5 +224,5 @@ def load_suite(name_or_path: str) -> Suite:
         raise SuiteError(validation_message(exc, str(path))) from None
     if suite.paper is not None and suite.paper.keys:
         warnings.warn(f"{path}: [paper] keys and the methods' `paper` values are deprecated; give the values as "
-                      "[paper.values.<system>.<window>] <label> = {{...}}", DeprecationWarning, stacklevel=2)
+                      "[paper.values.<system>.<window>] <label> = {...}", DeprecationWarning, stacklevel=2)
     return suite

@@ -67,9 +67,11 @@ def test_missing_suite_file(tmp_path):
 
 
 def test_paper_values_must_use_declared_keys(tmp_path):
+    """The deprecated form of published values: [paper] keys and each method's `paper`."""
     good = VALID.replace('params = { lr = 0.01 }', 'params = { lr = 0.01 }\npaper = { rmse_V = 3.12 }')
     good += '[paper]\nsource = "Table 2"\nkeys = { rmse_V = ["extrapolation"] }\n'
-    suite = load_suite(write(tmp_path, good))
+    with pytest.warns(DeprecationWarning, match="paper.values"):
+        suite = load_suite(write(tmp_path, good))
     assert suite.methods[0].paper == {"rmse_V": 3.12} and suite.paper.keys == {"rmse_V": ["extrapolation"]}
     bad = good.replace("paper = { rmse_V = 3.12 }", "paper = { spike_f1 = 0.9 }")
     with pytest.raises(SuiteError, match="not declared in \\[paper\\] keys: spike_f1"):
