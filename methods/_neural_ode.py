@@ -131,8 +131,8 @@ class NeuralODEParams(NetworkParams):
         description="True: dz/dt = f_theta(z), no time input (a time-invariant system). False: f_theta(z, t) with "
         "t as an input, as the paper's eq. 4 writes it.",
     )
-    compile: bool | Literal["auto"] = Field(
-        "auto",
+    compile: bool | Literal["auto"] = param(
+        "auto", performance=True,
         description="Run the training rollout's steps through torch.compile: about 2x faster per epoch for "
         "the paper's network, after about 30 s of compilation per batch shape (reused by later fits in the "
         f"process, and cached on disk by torch). 'auto': compile when a fit has at least {COMPILE_MIN_EPOCHS} "

@@ -104,8 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--suite", default="quick", help="built-in suite name or TOML path (default: quick)")
         p.add_argument("--store", default="stiffbench-results", help="results folder or .sqlite file")
         p.add_argument("--leaderboard-dir", default="leaderboard", help="where <suite>.md is written")
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="the device whose cells to run or show (part of a cell's identity; default: auto, "
+                            "cuda when available, else cpu)")
         if name == "run":
-            p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+            p.add_argument("--rerun-stale", action="store_true",
+                           help="also recompute the finished cells computed by code that has changed since")
             p.add_argument("--executor", default="process", choices=["serial", "process", "dask"],
                            help="serial: in this process; process (default): one isolated process per batch, "
                                 "one per core; dask: dask.distributed")
@@ -129,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     from . import bench  # standard library only at import time
 
     bench.add_arguments(b)
+    from . import export, merge  # standard library only at import time
+
+    p = add("export", help="write a suite's cells (or, with --all, every cell of the store) as one CSV or Parquet table")
+    export.add_arguments(p)
+    p = add("merge", help="merge two stores' cells and forecasts into a new store")
+    merge.add_arguments(p)
     return parser
 
 
@@ -258,8 +268,11 @@ def cmd_score(args) -> int:
 
 
 def _open(args):
+    """The suite, registry, cells (on the device asked for) and store; cells stored under the
+    previous key rule are moved to their current keys first (`keys.adopt_legacy_cells`)."""
+    from .keys import adopt_legacy_cells
     from .registry import PluginError
-    from .runner import expand_cells
+    from .runner import expand_cells, resolve_device
     from .store import Store, StoreError
     from .suite import SuiteError, load_suite
 
@@ -271,11 +284,16 @@ def _open(args):
             if issubclass(warning.category, DeprecationWarning):
                 print(f"stiffbench: warning: {warning.message}", file=sys.stderr)
         registry = _registry(args)
-        cells = expand_cells(suite, registry)
+        device = resolve_device(args.device)
+        cells = expand_cells(suite, registry, device)
         store = Store(args.store)
     except (SuiteError, StoreError, PluginError) as exc:
         raise UserError(str(exc)) from None
-    return suite, registry, cells, store
+    adopted = adopt_legacy_cells(cells, store, device)
+    if adopted:
+        print(f"stiffbench: {adopted} cell(s) stored under the previous key rule moved to their current keys "
+              "(not retrained)", file=sys.stderr)
+    return suite, registry, cells, store, device
 
 
 def _write_leaderboard(args, suite, cells, store, metrics) -> Path:
@@ -288,14 +306,13 @@ def _write_leaderboard(args, suite, cells, store, metrics) -> Path:
 
 def cmd_run(args) -> int:
     from .executors import make_executor
-    from .runner import Runner, resolve_device
+    from .runner import Runner
     from .suite import SuiteError
 
     if args.scheduler and args.executor != "dask":
         raise UserError("--scheduler needs --executor dask")
-    suite, registry, cells, store = _open(args)
+    suite, registry, cells, store, device = _open(args)
     try:
-        device = resolve_device(args.device)
         executor = make_executor(args.executor, args.workers, args.scheduler)
     except (SuiteError, RuntimeError, OSError) as exc:
         raise UserError(str(exc)) from None
@@ -306,7 +323,7 @@ def cmd_run(args) -> int:
             runner = Runner(registry, store, device=device, log=log, executor=executor, verbose=not args.quiet,
                             announce=lambda msg: print(msg, flush=True),
                             checkpoint_every_s=args.checkpoint_every or None,
-                            take_over_claims=args.take_over_claims)
+                            take_over_claims=args.take_over_claims, rerun_stale=args.rerun_stale)
         report = runner.run(suite, cells)
     finally:
         executor.close()
@@ -332,7 +349,7 @@ def _metrics(registry, suite):
 
 
 def cmd_leaderboard(args) -> int:
-    suite, registry, cells, store = _open(args)
+    suite, registry, cells, store, _ = _open(args)
     metrics = _metrics(registry, suite)
     if args.rescore:
         from .rescore import rescore
@@ -355,8 +372,28 @@ def cmd_bench(args) -> int:
         raise UserError(str(exc)) from None
 
 
+def cmd_export(args) -> int:
+    from . import export
+
+    try:
+        return export.main(args)
+    except export.ExportError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_merge(args) -> int:
+    from . import merge
+
+    try:
+        return merge.main(args)
+    except merge.MergeError as exc:
+        raise UserError(str(exc)) from None
+
+
 COMMANDS = {
     "bench": cmd_bench,
+    "export": cmd_export,
+    "merge": cmd_merge,
     "list": cmd_list,
     "simulate": cmd_simulate,
     "score": cmd_score,

@@ -13,6 +13,7 @@ import datetime as _dt
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -30,7 +31,7 @@ from .api import (
     missing_capabilities,
 )
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, checkpoint_path
-from .heap import keep_large_blocks_mapped
+from .keys import KEY_RULE
 from .scoring import score
 from .store import CellRecord
 
@@ -55,6 +56,7 @@ class BatchJob:
     cache_dir: str | None
     metric_classes: list
     metric_params: dict = field(default_factory=dict)
+    metric_revisions: dict = field(default_factory=dict)
     verbose: bool = True
     progress_every_s: float = 5.0
     torch_threads: int | None = None
@@ -82,15 +84,31 @@ class BatchJob:
 
 
 def execute_batch(job: BatchJob) -> list[Result]:
-    """Train the batch's models, forecast, score each cell; plugin faults become statuses. Large
-    allocations stay mapped blocks from here on (`heap.keep_large_blocks_mapped`)."""
-    keep_large_blocks_mapped()
-    if job.torch_threads is not None:
-        import torch
+    """Train the batch's models, forecast, score each cell; plugin faults become statuses.
 
-        torch.set_num_threads(job.torch_threads)
+    It leaves the calling process as it found it: torch's thread count is set to
+    `job.torch_threads` for the batch (so a batch in the driver computes what an isolated one
+    does) and restored afterwards. Process-wide tuning that cannot be undone (glibc's mmap
+    threshold, `heap.keep_large_blocks_mapped`) belongs to the worker processes (`worker.main`)."""
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if job.verbose else (lambda msg: None)
-    return _execute(job, job.cells, log)
+    with _torch_threads(job.torch_threads):
+        return _execute(job, job.cells, log)
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    """torch's intra-op thread count set to n (None: unchanged) inside the block."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def failed_records(job: BatchJob, status: str, reason: str) -> list[Result]:
@@ -197,6 +215,9 @@ def make_record(job: BatchJob, cell, status, reason=None, metrics=None, train_s=
         "label": cell.label,
         "system_label": cell.system_label,
         "metric_params": job.metric_params,
+        "code_revision": cell.revision,
+        "metric_revisions": job.metric_revisions,
+        "key_rule": KEY_RULE,
         "seed": cell.seed,
         "epochs": job.epochs,
         "budget_s": job.budget_s,

@@ -15,6 +15,7 @@ a metric's former key names render under the current names (`AbstractMetric.form
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -29,6 +30,9 @@ from .store import CellRecord
 from .suite import Suite
 
 DASH = "–"
+STALE_MARK = "†"
+STALE_NOTE = (f"{STALE_MARK} Some cells of this row were computed by code that has changed since, or by different "
+              "code revisions: `stiffbench run --rerun-stale` recomputes the stale ones.")
 
 
 def records_frame(records: Sequence[CellRecord]) -> pd.DataFrame:
@@ -63,12 +67,14 @@ def window_table(
     paper: dict[str, dict[str, float]] | None = None,
     paper_keys: Sequence[str] = (),
     units: dict[str, str] | None = None,
+    flagged: Sequence[str] = (),
 ) -> str:
     """One markdown table for one system's window.
 
     paper maps label -> {key: published value}; for each key in `paper_keys` a column
     "<key> (paper)" follows ours, with "–" where the publication has no value for that row.
-    units maps key -> unit, shown in the header as "<key> (<unit>)".
+    units maps key -> unit, shown in the header as "<key> (<unit>)". Rows in `flagged` get
+    STALE_MARK after their label.
     """
     units = units or {}
     frame = records_frame(records)
@@ -83,7 +89,7 @@ def window_table(
     for label in labels:
         mine = [r for r in records if r.label == label]
         ok = [r for r in mine if r.status == "ok"]
-        row = [label]
+        row = [f"{label} {STALE_MARK}" if label in flagged else label]
         for key in keys:
             sel = frame[(frame["label"] == label) & (frame["key"] == key)]["value"].to_numpy(dtype=float)
             row.append(format_cell(sel, len(ok)))
@@ -180,6 +186,7 @@ class Section:
     time_unit: str = ""
     heading: str = ""
     criteria: SummaryCriteria | None = None
+    flagged: set[str] = field(default_factory=set)
 
 
 def render(suite: Suite, sections: Sequence[Section]) -> str:
@@ -204,7 +211,9 @@ def render(suite: Suite, sections: Sequence[Section]) -> str:
             lines += [f"## {section.label} — {window.name} window [{window.t0:g}, {window.t1:g}]{unit}", ""]
             paper_keys, paper = suite.paper_table(section.label, window.name)
             lines += [window_table(labels, section.records, window.name, section.key_order, paper, paper_keys,
-                                   section.units), ""]
+                                   section.units, sorted(section.flagged)), ""]
+        if section.flagged:
+            lines += [STALE_NOTE, ""]
         if suite.leaderboard.qualitative_summary and section.criteria is not None:
             table = qualitative_table(labels, section.records, [w.name for w in section.windows], section.criteria)
             if table:
@@ -267,6 +276,7 @@ def build(suite: Suite, cells, store, metrics) -> str:
     records = store.get_many(c.key for c in cells)
     renamed = {old: new for metric in metrics for old, new in metric.former_keys.items()}
     sections: dict[str, Section] = {}
+    revisions: dict[tuple[str, str], set[str]] = {}
     for cell in cells:
         label = cell.system_label
         section = sections.get(label)
@@ -277,9 +287,15 @@ def build(suite: Suite, cells, store, metrics) -> str:
         section.expected += 1
         record = records.get(cell.key)
         if record is not None:
+            revisions.setdefault((label, cell.label), set()).add(json.dumps(record.provenance.get("code_revision")))
+            if cell.is_stale(record):
+                section.flagged.add(cell.label)
             record.label, record.system = cell.label, label  # rows and sections are named by this suite
             record.metrics = {w: {renamed.get(k, k): v for k, v in values.items()} for w, values in record.metrics.items()}
             section.records.append(record)
+    for (label, row), recorded in revisions.items():
+        if len(recorded - {"null"}) > 1:  # cells of one row from different revisions
+            sections[label].flagged.add(row)
     return render(suite, list(sections.values()))
 
 

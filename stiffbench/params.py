@@ -1,11 +1,14 @@
 """Plugin parameters: validated pydantic models, and the roles a field plays in cell keys and caches.
 
 Every parameter of a plugin enters its cells' keys (the key identifies what computed a result).
-Two roles refine that, declared where the field is defined with `param(...)`:
+Three roles refine that, declared where the field is defined with `param(...)`:
 
 - `added=True`: a field added to a plugin after results were stored. While it has its default it
   is left out of cell keys, so the stored cells (computed before the field existed, i.e. with
   its default behaviour) stay valid; any other value enters the key.
+- `performance=True`: a setting of speed or memory only (compilation, chunk sizes), whose results
+  agree with its alternatives' to rounding. It is never part of a cell key, so toggling it reruns
+  nothing.
 - `protocol=True` (systems): the field shapes only the observation and evaluation protocol
   (noise, windows, sampling), not the trajectory, so it is left out of the reference cache key.
   Every other field of a system, including any the author forgets to mark, is part of that key:
@@ -17,26 +20,55 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticUndefined
 
 ROLES_KEY = "stiffbench_roles"
 
 
 class PluginParams(BaseModel):
-    """Base of every plugin's parameter model: validated, immutable, unknown keys rejected."""
+    """Base of every plugin's parameter model: validated, immutable, unknown keys rejected, and no
+    number or boolean taken from a string (pydantic would read lr = "1" as 1.0: in a suite that is
+    a mistake to report, not to guess)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _no_numbers_from_strings(cls, data: Any, handler):
+        result = handler(data)
+        if isinstance(data, dict):
+            for name, value in data.items():
+                where = _string_read_as_number(value, getattr(result, name, None))
+                if where is not None:
+                    raise ValueError(f"{name}{where}: expected a number or boolean, got the string {value!r}"
+                                     if not where else f"{name}{where}: expected a number or boolean, got a string")
+        return result
 
 
 class NoParams(PluginParams):
     """Parameter model of a plugin that takes none."""
 
 
-def param(default: Any = PydanticUndefined, *, protocol: bool = False, added: bool = False, **kwargs: Any) -> Any:
+def _string_read_as_number(raw: Any, value: Any) -> str | None:
+    """Where in `raw` a string became a number or boolean in `value` ("" at the top, "[i]" inside
+    a list), or None."""
+    if isinstance(raw, str):
+        return "" if isinstance(value, (bool, int, float)) else None
+    if isinstance(raw, (list, tuple)) and isinstance(value, (list, tuple)) and len(raw) == len(value):
+        for i, (r, v) in enumerate(zip(raw, value)):
+            if _string_read_as_number(r, v) is not None:
+                return f"[{i}]"
+    return None
+
+
+def param(
+    default: Any = PydanticUndefined, *, protocol: bool = False, added: bool = False, performance: bool = False,
+    **kwargs: Any,
+) -> Any:
     """A pydantic `Field` with stiffbench roles (see the module docstring); other keyword
     arguments (description, gt, ...) go to `Field`."""
-    roles = [name for name, on in (("protocol", protocol), ("added", added)) if on]
+    roles = [name for name, on in (("protocol", protocol), ("added", added), ("performance", performance)) if on]
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
     if roles:
         extra[ROLES_KEY] = roles
@@ -50,12 +82,15 @@ def field_roles(params: BaseModel | type[BaseModel], name: str) -> frozenset[str
     return frozenset(extra.get(ROLES_KEY, ()))
 
 
-def key_params(params: BaseModel) -> dict:
-    """The parameters as they enter a cell key: the JSON dump without `added` fields that still
-    have their default."""
+def key_params(params: BaseModel, performance: bool = False) -> dict:
+    """The parameters as they enter a cell key: the JSON dump without `performance` fields (kept
+    with `performance=True`, the rule of the first key format) and without `added` fields that
+    still have their default."""
     dump = params.model_dump(mode="json")
     for name, info in type(params).model_fields.items():
-        if "added" in field_roles(params, name) and getattr(params, name) == info.get_default(call_default_factory=True):
+        roles = field_roles(params, name)
+        at_default = getattr(params, name) == info.get_default(call_default_factory=True)
+        if ("performance" in roles and not performance) or ("added" in roles and at_default):
             dump.pop(name, None)
     return dump
 

@@ -1,11 +1,9 @@
 """The runner: expand a suite into cells, run the cells the store lacks, record every cell.
 
-A cell is (system, method variant, seed). Its key hashes everything that determines its result:
-system name, validated system parameters and plugin version, method name, validated method
-parameters and plugin version, seed, epochs and budget (parameters as `params.key_params` gives
-them: a parameter added to a plugin later is left out while at its default, so cells stored
-before it existed keep their keys). Labels are not part of the key (they only name rows and
-sections), so renaming a variant or a system entry does not retrain it.
+A cell is (system, method variant, seed). Its key hashes its identity, everything that changes
+its numbers (`stiffbench.keys` states the rule): labels, performance settings and the wall-clock
+budget are not part of it, so renaming a variant, toggling compilation or raising a budget
+retrains nothing that finished.
 
 Cells are trained in batches (`plan_batches`): a method with `batches_seeds` receives all seeds
 of a variant in one `fit` call, and variants of one method whose `batch_key()` agree are trained
@@ -33,7 +31,9 @@ from .checkpoint import DEFAULT_EVERY_S
 from .execute import BatchJob
 from .executors import SerialExecutor
 from .hashing import config_hash
+from .keys import adopt_legacy_cells, cell_key, legacy_key, rerun_for_budget
 from .params import key_params
+from .revision import code_revision
 from .registry import PluginLoadError, PluginSpec, Registry, UnknownPluginError
 from .store import CellRecord, Store
 from .suite import MethodEntry, Suite, SuiteError, SystemEntry, validation_message
@@ -48,6 +48,7 @@ class ResolvedPlugin:
     cls: type | None
     params: Any
     load_error: str | None = None
+    revision: str = ""
 
     @property
     def name(self) -> str:
@@ -56,9 +57,6 @@ class ResolvedPlugin:
     def params_json(self) -> dict:
         return self.params.model_dump(mode="json") if self.cls is not None else dict(self.entry.params)
 
-    def key_params(self) -> dict:
-        """The parameters as they enter cell keys (see `params.key_params`)."""
-        return key_params(self.params) if self.cls is not None else dict(self.entry.params)
 
     def provenance(self) -> dict:
         return {"name": self.spec.name, "distribution": self.spec.distribution, "version": self.spec.version}
@@ -66,10 +64,14 @@ class ResolvedPlugin:
 
 @dataclass
 class Cell:
+    """One (system entry, method variant, seed); `key` by the current rule (stiffbench.keys),
+    `legacy_key` the key the first rule gave it (to adopt cells stored under it)."""
+
     system: ResolvedPlugin
     method: ResolvedPlugin
     seed: int
     key: str
+    legacy_key: str = ""
 
     @property
     def label(self) -> str:
@@ -78,6 +80,17 @@ class Cell:
     @property
     def system_label(self) -> str:
         return self.system.entry.label
+
+    @property
+    def revision(self) -> dict[str, str]:
+        """The code revisions of its system and method (stiffbench.revision), as provenance records them."""
+        return {"system": self.system.revision, "method": self.method.revision}
+
+    def is_stale(self, record: CellRecord) -> bool:
+        """Whether the stored `record` of this cell was computed by code that has changed since (a
+        record without a revision, stored before revisions were recorded, is not)."""
+        recorded = record.provenance.get("code_revision")
+        return recorded is not None and recorded != self.revision
 
 
 @dataclass
@@ -109,11 +122,11 @@ def resolve_plugin(registry: Registry, kind: str, entry: SystemEntry | MethodEnt
         params = cls.Params(**entry.params)
     except ValidationError as exc:
         raise SuiteError(validation_message(exc, f"{where}.params")) from None
-    return ResolvedPlugin(entry, spec, cls, params)
+    return ResolvedPlugin(entry, spec, cls, params, revision=code_revision(cls))
 
 
-def expand_cells(suite: Suite, registry: Registry) -> list[Cell]:
-    """All cells of the suite in order system x method x seed, with their keys.
+def expand_cells(suite: Suite, registry: Registry, device: str = "cpu") -> list[Cell]:
+    """All cells of the suite in order system x method x seed, with their keys on `device`.
 
     A method entry's `system_params` override the system's parameters for that variant's cells.
     Raises SuiteError for unknown names, bad parameters, and metric settings or published values
@@ -133,21 +146,9 @@ def expand_cells(suite: Suite, registry: Registry) -> list[Cell]:
                 where = f"methods[{i}] ({method.entry.label}).system_params.{system.entry.label}"
                 cell_system = resolve_plugin(registry, "systems", entry, where)
             for seed in suite.seeds:
-                key = config_hash(
-                    {
-                        "system": cell_system.name,
-                        "system_params": cell_system.key_params(),
-                        "system_plugin": [cell_system.spec.distribution, cell_system.spec.version],
-                        "method": method.name,
-                        "method_params": method.key_params(),
-                        "method_plugin": [method.spec.distribution, method.spec.version],
-                        "seed": seed,
-                        "epochs": suite.epochs,
-                        "budget_s": suite.budget_s,
-                        **({"max_solver_steps": suite.max_solver_steps} if suite.max_solver_steps else {}),
-                    }
-                )
-                cells.append(Cell(cell_system, method, seed, key))
+                key = cell_key(cell_system, method, seed, suite.epochs, device, suite.max_solver_steps)
+                old = legacy_key(cell_system, method, seed, suite.epochs, suite.budget_s, suite.max_solver_steps)
+                cells.append(Cell(cell_system, method, seed, key, old))
     return cells
 
 
@@ -156,7 +157,7 @@ def _check_system_entries(suite: Suite, systems: list[ResolvedPlugin]) -> None:
     must name windows the system has."""
     seen: dict[str, str] = {}
     for system in systems:
-        same = config_hash([system.name, system.key_params()])
+        same = config_hash([system.name, key_params(system.params) if system.cls else system.entry.params])
         if same in seen:
             raise SuiteError(f"systems {seen[same]!r} and {system.entry.label!r} are the same system with the same "
                              "parameters")
@@ -244,6 +245,8 @@ class Runner:
                killed (see BatchJob.hard_limit_s)
     checkpoint_every_s : how often a training batch saves a checkpoint under <store>/checkpoints
                (see stiffbench.checkpoint), from which an interrupted batch resumes; None: never
+    rerun_stale : also recompute the finished cells whose code revision differs from the current
+               code's (`Cell.is_stale`)
     """
 
     def __init__(
@@ -259,6 +262,7 @@ class Runner:
         grace_s: float = 60.0,
         checkpoint_every_s: float | None = DEFAULT_EVERY_S,
         take_over_claims: bool = False,
+        rerun_stale: bool = False,
     ):
         self.registry = registry
         self.store = store
@@ -273,6 +277,8 @@ class Runner:
         self.take_over_claims = take_over_claims
         classes, self.metric_load_errors = registry.load_all("metrics")
         self.metric_classes = list(classes.values())
+        self.metric_revisions = {cls.name: code_revision(cls) for cls in self.metric_classes}
+        self.rerun_stale = rerun_stale
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run(self, suite: Suite, cells: list[Cell] | None = None) -> RunReport:
@@ -282,10 +288,15 @@ class Runner:
         Each finished cell is committed at once: an interrupted run loses no finished cell.
         """
         start = time.perf_counter()
-        cells = expand_cells(suite, self.registry) if cells is None else cells
+        cells = expand_cells(suite, self.registry, self.device) if cells is None else cells
+        adopted = adopt_legacy_cells(cells, self.store, self.device)
+        if adopted:
+            self.log(f"{adopted} cell(s) stored under the previous key rule moved to their current keys (not retrained)")
         final = self.store.final_keys(c.key for c in cells)
+        again = self._rerun(suite, [c for c in cells if c.key in final])
+        final -= again
         todo = [c for c in cells if c.key not in final]
-        claimed = self.store.claim((c.key for c in todo), self.owner, self.take_over_claims)
+        claimed = self.store.claim((c.key for c in todo), self.owner, self.take_over_claims, rerun=again)
         busy = [c.key for c in todo if c.key not in claimed]
         todo = [c for c in todo if c.key in claimed]
         report = RunReport(total=len(cells), cached=len(final), to_run=len(todo), cells=cells)
@@ -303,6 +314,7 @@ class Runner:
         jobs = [
             BatchJob(suite.epochs, suite.budget_s, batch, self.device, self.cache_dir, self.metric_classes,
                      metric_params={name: entry.params for name, entry in suite.metrics.items()},
+                     metric_revisions=self.metric_revisions,
                      verbose=self.verbose, torch_threads=threads, grace_s=self.grace_s,
                      max_solver_steps=suite.max_solver_steps, **checkpoints)
             for batch in plan_batches(todo)
@@ -322,6 +334,15 @@ class Runner:
         return report
 
 
+    def _rerun(self, suite: Suite, finished: list[Cell]) -> set[str]:
+        """Keys of finished cells to compute again: `timeout` cells that ran under a smaller budget
+        than the suite's, and with `rerun_stale` cells computed by code that has changed since."""
+        records = self.store.get_many(c.key for c in finished)
+        again = {c.key for c in finished if rerun_for_budget(records[c.key], suite.budget_s)}
+        if self.rerun_stale:
+            again |= {c.key for c in finished if c.is_stale(records[c.key])}
+        return again
+
     def _rescore_changed_metric_params(self, suite: Suite, cells: list[Cell]) -> None:
         """Rescore, from their stored forecasts, the ok cells scored with other metric parameters
         than the suite's (metric parameters change scores, not trained models, so they are not
@@ -329,10 +350,10 @@ class Runner:
         from .rescore import rescore, scored_with_other_params
 
         wanted = {name: entry.params for name, entry in suite.metrics.items()}
-        stale = scored_with_other_params(cells, self.store, wanted)
+        stale = scored_with_other_params(cells, self.store, wanted, self.metric_revisions)
         if stale:
-            counts = rescore(stale, self.store, metric_instances(self.registry, suite), wanted)
-            self.log(f"rescored {counts['rescored']} cell(s) for the suite's metric parameters"
+            counts = rescore(stale, self.store, metric_instances(self.registry, suite), wanted, self.metric_revisions)
+            self.log(f"rescored {counts['rescored']} cell(s) for the suite's metric parameters or changed metric code"
                      + (f"; {counts['missing']} without a usable forecast keep their scores" if counts["missing"] else ""))
 
 

@@ -174,6 +174,19 @@ class Store:
             chunk = keys[i : i + 500]
             yield from self._conn.execute(sql.format(",".join("?" * len(chunk))), [*chunk, *extra])
 
+    def records(self) -> Iterator[CellRecord]:
+        """Every cell in the store, in key order."""
+        for row in self._conn.execute("SELECT * FROM cells ORDER BY key"):
+            yield _record_from_row(row)
+
+    def rekey(self, old: str, new: str, provenance: dict) -> None:
+        """Move a cell to a new key (its forecast file with it), with updated provenance."""
+        source, target = self.forecast_path(old), self.forecast_path(new)
+        if source.is_file():
+            os.replace(source, target)
+        self._conn.execute("UPDATE cells SET key=?, provenance=? WHERE key=?",
+                           (new, json.dumps(provenance, sort_keys=True), old))
+
     def final_keys(self, keys: Iterable[str]) -> set[str]:
         """The keys among `keys` whose stored status is final (not retried)."""
         return self._final_keys_unlocked(list(keys))
@@ -192,14 +205,16 @@ class Store:
         return final
 
     # ------------------------------------------------------------------------------------------
-    def claim(self, keys: Iterable[str], owner: str, take_over: bool = False) -> set[str]:
+    def claim(self, keys: Iterable[str], owner: str, take_over: bool = False, rerun: Iterable[str] = ()) -> set[str]:
         """Atomically claim the keys no live run has claimed and no final result holds.
 
         Two runs on one store thus never run the same cell. A claim whose owner process is gone
         (same host, dead pid: a killed run) is stale and taken over. A claim made on another host
         cannot be checked from here (a store copied or committed with a killed run's claims in
         it): it is respected unless `take_over`, which claims every key without a final result.
+        Keys in `rerun` are claimable although their result is final (they are to be recomputed).
         """
+        rerun = set(rerun)
         keys = list(keys)
         host, pid = socket.gethostname(), os.getpid()
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -208,7 +223,7 @@ class Store:
         try:
             rows = self._select_keys("SELECT key, owner, host, pid FROM claims WHERE key IN ({})", keys)
             existing = {r[0]: r[1:] for r in rows}
-            final = self._final_keys_unlocked(keys)
+            final = self._final_keys_unlocked(keys) - rerun
             for key in keys:
                 if key in final:
                     continue

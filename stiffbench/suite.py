@@ -190,9 +190,10 @@ class Suite(_Strict):
 def validation_message(exc: ValidationError, where: str) -> str:
     """One line naming the first failing field and the problem."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    loc = ".".join(str(p) for p in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {loc}: {err['msg']}{more}"
+    return f"{where}: {loc + ': ' if loc else ''}{message}{more}"
 
 
 def resolve_suite_path(name_or_path: str) -> Path:

@@ -4,7 +4,9 @@ Protocol (between stiffbench's own processes only; nothing here reads files): th
 pickled on stdin; the results leave pickled on the original stdout, which is moved to a private
 descriptor first so that anything a plugin prints goes to stderr instead of corrupting the
 stream. The child exits by itself within a second if its parent dies (a killed driver leaves no
-orphan training processes behind).
+orphan training processes behind). A worker process is the place for process-wide tuning: it
+fixes glibc's mmap threshold (`heap.keep_large_blocks_mapped`) before training, so that its
+resident memory does not grow with heap fragmentation; the driver's process is never tuned.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ def main() -> None:
     sys.stdout = sys.stderr
     job = pickle.load(sys.stdin.buffer)
     from .execute import execute_batch
+    from .heap import keep_large_blocks_mapped
 
+    keep_large_blocks_mapped()
     results = execute_batch(job)
     with os.fdopen(result_fd, "wb") as out:
         pickle.dump(results, out, protocol=pickle.HIGHEST_PROTOCOL)

@@ -88,3 +88,18 @@ def test_builtin_suites_expand_into_valid_cells(name, n_variants):
     cells = expand_cells(suite, Registry())
     assert len({c.label for c in cells}) == n_variants
     assert len(cells) == n_variants * len(suite.seeds) and len({c.key for c in cells}) == len(cells)
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ('{ lr = "0.01" }', "lr: expected a number or boolean, got the string '0.01'"),
+    ('{ hidden = ["8"] }', "hidden[0]: expected a number or boolean"),
+    ('{ layer_norm = "true" }', "layer_norm: expected a number or boolean"),
+])
+def test_numbers_are_never_read_from_strings(tmp_path, params, fragment):
+    from stiffbench.registry import Registry
+    from stiffbench.runner import expand_cells
+
+    suite = load_suite(write(tmp_path, VALID.replace("params = { lr = 0.01 }", f"params = {params}")))
+    with pytest.raises(SuiteError) as info:
+        expand_cells(suite, Registry())
+    assert fragment in str(info.value) and "\n" not in str(info.value)
