@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 SUITE = """
 seeds = [0]
 epochs = 2
@@ -45,7 +47,6 @@ def section_rows(board, heading):
     return rows
 
 
-@pytest.mark.slow
 def test_one_system_under_two_labels_through_the_cli(tmp_path):
     (tmp_path / "twice.toml").write_text(SUITE)
     args = ("run", "--suite", "twice.toml", "--executor", "serial", "--device", "cpu")

@@ -244,6 +244,7 @@ def test_hh_observing_v_only_is_not_fully_observed():
     np.testing.assert_array_equal(clean_v[:, 0], clean[:, 0])
 
 
+@pytest.mark.slow
 def test_builtin_methods_are_na_on_partially_observed_hh(tmp_path):
     suite = Suite(
         name="obs", seeds=[0], epochs=1,
@@ -633,6 +634,7 @@ def test_forecast_must_start_at_t0(log_task):
         model.forecast(T_OBS)
 
 
+@pytest.mark.slow
 def test_heun_substeps(log_task):
     plain = node(NODE64, log_task).forecast(FORECAST_T)
     substeps = node({**NODE64, "step": 0.05}, log_task).forecast(FORECAST_T)

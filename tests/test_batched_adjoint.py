@@ -55,6 +55,7 @@ def neural_models(name: str, layer_norm: bool, seeds=(0, 1, 2), input_scale=(0.5
     return params, build, list(mlp.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["rodas5p", "tsit5"])
 @pytest.mark.parametrize("layer_norm", [True, False])
 def test_same_states_and_gradients_as_backprop_through_the_loop(name, layer_norm, monkeypatch):

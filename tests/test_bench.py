@@ -9,6 +9,8 @@ import torch
 
 from stiffbench import bench
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 KEYS = {"baseline_ms_per_model_epoch", "ms_per_model_epoch", "models_batched", "ratio", "max_rel_grad_diff"}
 
 

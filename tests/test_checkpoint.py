@@ -35,6 +35,7 @@ def interrupt_after(epoch_to_stop: int):
     return progress
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method_cls", "params"), [(VanillaNODE, {"solver": "tsit5"}), (PINODESR, {}),
                                                     (VanillaPINN, {})], ids=["node-tsit5", "pinode_sr", "pinn"])
 def test_resumed_fit_equals_uninterrupted_fit(method_cls, params, task, tmp_path):  # noqa: F811
@@ -99,6 +100,7 @@ def test_checkpoint_names_depend_on_the_cells_only():
     assert checkpoint_path("d", ["b", "a"]) == checkpoint_path("d", ["a", "b"]) != checkpoint_path("d", ["a"])
 
 
+@pytest.mark.slow
 def test_runner_removes_checkpoints_and_cli_resumes_a_killed_batch(tmp_path):
     import fake_plugins
     from test_executors import cli, count_cells

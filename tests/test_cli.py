@@ -131,6 +131,7 @@ def test_score_user_errors(capsys, ref_csv, tmp_path):
     assert_user_error(*score(capsys, ref_csv, ref_csv, "--window", "200", "300")[::2], "outside the CSV grid")
 
 
+@pytest.mark.slow
 def test_real_cli_error_has_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "stiffbench.cli", "score", "--system", "hh", "--pred", str(tmp_path / "a.csv"),

@@ -31,16 +31,19 @@ def references(session_cache):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SYSTEMS)
 def test_system_conformance(name, session_cache):
     check_system(REGISTRY.load("systems", name), cache_dir=session_cache)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REGISTRY.specs("methods")))
 def test_method_conformance(name, session_cache):
     check_method(REGISTRY.load("methods", name), cache_dir=session_cache, strict=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("system_name", SYSTEMS)
 @pytest.mark.parametrize("metric_name", METRICS)
 def test_metric_conformance(metric_name, system_name, references):

@@ -73,6 +73,7 @@ def test_guide_system_passes_the_conformance_kit(guide_module, tmp_path, monkeyp
     assert task.observations.state_names == ("X",) and not task.fully_observed and task.y0.shape == (2,)
 
 
+@pytest.mark.slow
 def test_guide_suite_runs_with_the_builtin_methods(guide_module, tmp_path):
     pyproject = tomllib.loads(blocks("toml")[0])
     (name, value), = pyproject["project"]["entry-points"]["stiffbench.systems"].items()

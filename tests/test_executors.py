@@ -17,6 +17,8 @@ from stiffbench.store import Store
 from stiffbench.suite import Suite
 from test_runner import registry, suite
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 SHORT_HH = {"extrapolation": [14.68, 30.0], "long": [30.0, 40.0]}
 
 
@@ -54,7 +56,6 @@ def metrics_of(records):
     return {key: (r.status, r.metrics) for key, r in records.items()}
 
 
-@pytest.mark.slow
 def test_same_numbers_under_every_executor(tmp_path):
     serial = metrics_of(run_with(SerialExecutor(), tmp_path / "serial", real_suite(), Registry()))
     process = metrics_of(run_with(ProcessExecutor(2), tmp_path / "process", real_suite(), Registry()))
@@ -81,7 +82,6 @@ def count_cells(store_dir):
         return store._conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["serial", "process"])
 def test_sigkill_keeps_finished_cells_and_resume_skips_them(tmp_path, executor):
     site = tmp_path / "site"
@@ -104,7 +104,6 @@ def test_sigkill_keeps_finished_cells_and_resume_skips_them(tmp_path, executor):
     assert count_cells(tmp_path / "stiffbench-results") == 6
 
 
-@pytest.mark.slow
 def test_two_runs_on_one_store_do_not_run_a_cell_twice(tmp_path):
     site = tmp_path / "site"
     fake_plugins.fake_distribution(site)

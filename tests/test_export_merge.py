@@ -409,6 +409,7 @@ def test_merge_bad_input(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 @pytest.mark.skipif("export" not in cli.COMMANDS or "merge" not in cli.COMMANDS,
                     reason="export and merge are not wired into stiffbench.cli yet")
 def test_commands_through_the_real_cli(tmp_path):

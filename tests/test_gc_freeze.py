@@ -10,6 +10,7 @@ import stiffbench.gc_freeze as gc_freeze
 from stiffbench.gc_freeze import freezing_survivors
 
 
+@pytest.mark.slow
 def test_freezes_after_power_of_two_epochs(monkeypatch):
     calls = []
     monkeypatch.setattr(gc_freeze.gc, "freeze", lambda: calls.append(len(calls)))

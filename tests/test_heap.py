@@ -94,6 +94,7 @@ print(torch.get_num_threads(), (libc.mallinfo2().hblkhd - before) / MIB)  # 0 Mi
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or tuple(map(int, platform.libc_ver()[1].split(".")[:2])) < (2, 33),
                     reason="glibc 2.33+ only (mallinfo2)")
 def test_a_serial_run_leaves_the_calling_process_as_it_was():

@@ -143,6 +143,7 @@ def test_adjoint_rollout_models_are_independent():
     torch.testing.assert_close(both[1:2], alone, rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compiler stack
 def test_compiled_adjoint_rollout_equals_eager(monkeypatch):
     monkeypatch.setattr(heun, "CHUNK_STEPS", 2)  # a small graph: compiles in seconds

@@ -188,6 +188,7 @@ def test_models_are_independent():
         torch.testing.assert_close(g[1:2], a, rtol=1e-12, atol=1e-12 * a.abs().max().item())
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compiler stack
 def test_compiled_equals_eager(monkeypatch):
     monkeypatch.setattr(heun, "CHUNK_STEPS", 1)  # the smallest graphs: compile in seconds

@@ -160,6 +160,7 @@ def test_reference_matches_published_spikes(tmp_path):
     assert gates.min() >= 0.0 and gates.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_training_task_grids(default_task):
     system, task = default_task
     obs = task.observations
@@ -173,6 +174,7 @@ def test_training_task_grids(default_task):
     np.testing.assert_allclose(obs.y[0], task.y0, rtol=0, atol=1e-14)  # the noise starts at 0
 
 
+@pytest.mark.slow
 def test_training_noise_is_the_fixed_paper_literal_realisation(default_task, cache_dir):
     system, task = default_task
     clean = system.reference(14.68, cache_dir=cache_dir)
@@ -208,6 +210,7 @@ def test_relative_noise_preset(cache_dir):
     np.testing.assert_allclose(task.observations.y - clean, ou_noise(1469, 0.01, 4.0, sigma, 1111), atol=1e-12)
 
 
+@pytest.mark.slow
 def test_shorter_reference_is_a_prefix(default_task, cache_dir):
     system, task = default_task
     short = system.reference(50.0, cache_dir=cache_dir)
@@ -249,6 +252,7 @@ def test_cache_hit_skips_integration(tmp_path, monkeypatch):
     HodgkinHuxley({**SHORT, "noise_preset": "none", "noise_seed": 5}).training_task(cache_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_corrupted_cache_is_recomputed(tmp_path, monkeypatch):
     first = HodgkinHuxley(SHORT).reference(110.0, cache_dir=tmp_path)
     (entry,) = tmp_path.glob("hh-reference-*.npz")
@@ -259,6 +263,7 @@ def test_corrupted_cache_is_recomputed(tmp_path, monkeypatch):
     np.testing.assert_array_equal(first.y, second.y)
 
 
+@pytest.mark.slow
 def test_dynamics_parameters_change_the_cache_key(tmp_path, monkeypatch):
     HodgkinHuxley(SHORT).reference(110.0, cache_dir=tmp_path)
     calls = counting_solve_ivp(monkeypatch)

@@ -31,6 +31,7 @@ def van_der_pol(mu):
     return f
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SOLVERS)
 def test_each_trajectory_equals_its_own_solve(name):
     y0 = torch.tensor([[2.0, 0.0], [1.5, 0.5], [2.0, -1.0]], dtype=F64, requires_grad=True)
@@ -86,6 +87,7 @@ def test_compacted_size(unfinished, rows, expected):
     assert _compacted_size(unfinished, rows) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SOLVERS)
 def test_finished_trajectories_leaving_the_batch_change_nothing(name):
     """With `restrict`, the batch shrinks as trajectories finish (to 2 rows, then the slowest alone),
@@ -104,6 +106,7 @@ def test_finished_trajectories_leaving_the_batch_change_nothing(name):
     assert torch.equal(grads[0], grads[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SOLVERS)
 @pytest.mark.parametrize("compact", [False, True])
 def test_several_iterations_per_call_change_nothing(name, compact):
@@ -156,6 +159,7 @@ def test_network_jet_equals_reverse_mode_derivatives(layer_norm):
     torch.testing.assert_close((f(t, shifted) - f(t, y)) / eps, J[:, :, 1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compiler stack
 def test_compiled_step_equals_eager():
     y0 = torch.tensor([[2.0, 0.0], [1.5, 0.5]], dtype=F64, requires_grad=True)
@@ -176,6 +180,7 @@ def test_inductor_c_shim_notice_is_filtered_and_nothing_else():
     assert _compile._no_c_shim_notice(record("some other inductor warning"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SOLVERS)
 @pytest.mark.parametrize("per_call", [1, 3])
 def test_overflowing_attempts_are_redone_and_do_not_poison_gradients(name, per_call, monkeypatch):

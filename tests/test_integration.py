@@ -13,6 +13,8 @@ import textwrap
 import pytest
 from fake_plugins import write_distribution
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 SHORT_HH = '{ extrapolation = [14.68, 30.0], long = [30.0, 40.0] }'
 
 PLUGIN = '''
@@ -60,7 +62,6 @@ def cli(cwd, *args, pythonpath=None, env=None):
     return result
 
 
-@pytest.mark.slow
 def test_run_resume_and_add_plugin(tmp_path):
     suite = tmp_path / "demo.toml"
     suite.write_text(suite_text([("node", "vanilla_node")]))

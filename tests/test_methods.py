@@ -19,6 +19,8 @@ from stiffbench_methods.pinode_sr import PINODESR
 from stiffbench_methods.vanilla_node import VanillaNODE
 from stiffbench_methods.vanilla_pinn import TimeNet, VanillaPINN
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 SMALL = {"hidden": (8, 8), "dtype": "float64"}
 VARIANTS = [
     (VanillaNODE, {}),

@@ -111,6 +111,7 @@ def test_builtins_are_registered_through_entry_points():
     assert registry.specs("methods")["pinode_sr"].distribution == "stiffbench"
 
 
+@pytest.mark.slow
 def test_core_never_imports_builtins():
     """Importing every core module (and running the registry's listing) loads no built-in plugin."""
     code = textwrap.dedent("""

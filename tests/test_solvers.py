@@ -62,6 +62,7 @@ def test_dense_output_is_fourth_order(name):
     assert 4.4 < slope(hs, errors) < 6, errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ADAPTIVE)
 def test_adaptive_agrees_with_stiff_reference_on_hh(name, hh_reference):
     system, ref = hh_reference
@@ -80,6 +81,7 @@ def prothero_robinson(t, y):
     return lam * (y - torch.stack([torch.sin(t), torch.cos(t)])) + torch.stack([torch.cos(t), -torch.sin(t)])
 
 
+@pytest.mark.slow
 def test_rodas5p_is_efficient_and_stable_on_stiff_problem():
     y0, t_out = torch.tensor([0.0, 1.0], dtype=F64), torch.linspace(0, 2, 5, dtype=F64)
     stiff = rodas5p_solve(prothero_robinson, y0, t_out, rtol=1e-6, atol=1e-8)

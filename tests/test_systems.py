@@ -47,6 +47,7 @@ def test_vdp_period_and_windows_in_periods(mu, period):
     assert not system.has_capability(Bounded) and not isinstance(system, Spiking)
 
 
+@pytest.mark.slow
 def test_vdp_reference_against_radau_at_tighter_tolerance(session_cache):
     system = VanDerPol({"mu": 10.0})
     ref = system.reference(3 * system.period, cache_dir=session_cache)

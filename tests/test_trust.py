@@ -13,6 +13,8 @@ import textwrap
 import pytest
 from fake_plugins import write_distribution
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 METHOD = '''
 """A baseline forecasting the exact toy solution times {factor}."""
 import time

@@ -7,6 +7,8 @@ import pytest
 
 from stiffbench_systems.hh import HodgkinHuxley
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 
 @pytest.mark.benchmark(group="reference")
 def test_hh_reference_uncached(benchmark, tmp_path):

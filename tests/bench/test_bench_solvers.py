@@ -15,6 +15,8 @@ from stiffbench.solvers.rodas5p import Rodas5P
 from stiffbench.solvers.tsit5 import Tsit5
 from stiffbench_systems.hh import HodgkinHuxley
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 B, N_STEPS, DT = 5, 200, 0.01
 SOLVERS = ["heun", "rk4", "tsit5", "rodas5p"]
 HH_ATOL = {"heun": 0.2}  # mV at the end, against the LSODA reference (default 1e-2)

@@ -15,6 +15,8 @@ from stiffbench_methods.vanilla_node import VanillaNODE
 from stiffbench_methods.vanilla_pinn import VanillaPINN
 from stiffbench_systems.hh import HodgkinHuxley
 
+pytestmark = pytest.mark.slow  # the developer loop's fast selection: pytest -m 'not slow'
+
 SEEDS = [0, 1, 2, 3, 4]
 
 
