@@ -26,24 +26,15 @@ try:
 except ImportError:
     HAVE_PYARROW = False
 
+from test_runner import registry as runner_registry  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def registry(extra=()):
-    """The fake plugins of tests/fake_plugins.py (as in test_runner), plus the phase_drift metric
-    (it has former key names)."""
-    specs = [
-        PluginSpec("systems", "damped_oscillator", "stiffbench.testing.toy:DampedOscillator", "stiffbench", "0"),
-        PluginSpec("systems", "plain_oscillator", "fake_plugins:NoPhysicsOscillator", "fakes", "1"),
-        PluginSpec("metrics", "rmse", "stiffbench.metrics.rmse:RMSE", "stiffbench", "0"),
-        PluginSpec("metrics", "amp_pres", "stiffbench.metrics.amp_pres:AmplitudePreservation", "stiffbench", "0"),
-        PluginSpec("metrics", "phase_drift", "stiffbench.metrics.phase_drift:PhaseDrift", "stiffbench", "0"),
-        PluginSpec("methods", "broken", "fake_plugins_missing_module:Nothing", "fakes", "1"),
-    ]
-    for cls_name in fake_plugins.ALL:
-        cls = getattr(fake_plugins, cls_name)
-        specs.append(PluginSpec("methods", cls.name, f"fake_plugins:{cls_name}", "fakes", "1"))
-    return Registry([*specs, *extra])
+    """The fake plugins of test_runner, plus the phase_drift metric (it has former key names)."""
+    phase_drift = PluginSpec("metrics", "phase_drift", "stiffbench.metrics.phase_drift:PhaseDrift", "stiffbench", "0")
+    return runner_registry([phase_drift, *extra])
 
 
 def write_suite(path: Path, methods, seeds=(0, 1), epochs=2) -> Path:

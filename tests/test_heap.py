@@ -12,9 +12,8 @@ import sys
 
 import pytest
 
-SCRIPT = """
-import ctypes, sys
-from stiffbench.heap import keep_large_blocks_mapped
+GLIBC = """
+import ctypes
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -25,6 +24,11 @@ libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 libc.mallinfo2.restype = MallInfo2
+"""
+
+SCRIPT = GLIBC + """
+import sys
+from stiffbench.heap import keep_large_blocks_mapped
 if sys.argv[1] == "fixed":
     assert keep_large_blocks_mapped()
 MIB = 2**20
@@ -57,24 +61,14 @@ def test_fixed_threshold_returns_freed_large_blocks_and_the_default_does_not():
     assert unmapped < 1 and held >= 199  # the same blocks kept in the heap below the last one
 
 
-SERIAL_RUN = """
-import ctypes, sys, tempfile
+SERIAL_RUN = GLIBC + """
+import sys, tempfile
 sys.path.insert(0, sys.argv[1])
 import torch
 from stiffbench.registry import PluginSpec, Registry
 from stiffbench.runner import Runner
 from stiffbench.store import Store
 from stiffbench.suite import Suite
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-libc.mallinfo2.restype = MallInfo2
 torch.set_num_threads(2)
 registry = Registry([
     PluginSpec("systems", "damped_oscillator", "stiffbench.testing.toy:DampedOscillator", "stiffbench", "0"),
