@@ -245,6 +245,13 @@ class FullyObserved(ABC):
     its states (the default)."""
 
 
+class Oscillating(ABC):
+    """A system whose trajectories settle on a limit cycle; oscillator metrics (period, amplitude)
+    read its `oscillation_state`, whose upward crossings of its mean mark the cycles."""
+
+    oscillation_state: ClassVar[str]
+
+
 # ----------------------------------------------------------------------------------------------
 # Plugin kinds
 # ----------------------------------------------------------------------------------------------

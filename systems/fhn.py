@@ -18,6 +18,7 @@ from stiffbench.api import (
     GaussianNoise,
     ODEParams,
     ODESystem,
+    Oscillating,
     Protocol,
     ReferenceSolver,
     Spiking,
@@ -31,7 +32,7 @@ from stiffbench.api import (
 Interval = tuple[float, float]
 
 
-class FitzHughNagumo(ODESystem, Spiking):
+class FitzHughNagumo(ODESystem, Spiking, Oscillating):
     """FitzHugh–Nagumo relaxation oscillator, learned from one noisy period of both variables.
 
     Protocol: the 0.1 grid; training window [0, 40] (one period, as the paper's HH task trains on
@@ -47,7 +48,7 @@ class FitzHughNagumo(ODESystem, Spiking):
     citation = ("FitzHugh (1961), Biophys. J. 1:445; Nagumo, Arimoto & Yoshizawa (1962), Proc. IRE 50:2061; "
                 "parameters of SciMLBenchmarks.jl NonStiffODE/FitzhughNagumo_wpd")
     states = (State("v"), State("w"))
-    voltage_state = "v"
+    voltage_state = oscillation_state = "v"
     spike_threshold, spike_merge, spike_tolerance = 1.0, 10.0, 5.0
 
     class Params(ODEParams):

@@ -21,6 +21,7 @@ from stiffbench.api import (
     NoNoise,
     ODEParams,
     ODESystem,
+    Oscillating,
     OUNoise,
     Protocol,
     ReferenceSolver,
@@ -148,7 +149,7 @@ def jacobian(z, p: "HodgkinHuxley.Params") -> np.ndarray:
     return J
 
 
-class HodgkinHuxley(ODESystem, Spiking):
+class HodgkinHuxley(ODESystem, Spiking, Oscillating):
     """Hodgkin–Huxley tonic spiking under a constant current, learned from noisy full-state data.
 
     Defaults follow the paper's setup as reconstructed in technical notes §1.3: I_ext = 10 uA/cm^2
@@ -180,7 +181,7 @@ class HodgkinHuxley(ODESystem, Spiking):
         State("h", bounds=(0.0, 1.0)),
     )
     time_unit = "ms"
-    voltage_state = "V"
+    voltage_state = oscillation_state = "V"
     spike_threshold, spike_merge, spike_tolerance = 0.0, 2.0, 2.0  # mV, ms, ms
 
     class Params(ODEParams):

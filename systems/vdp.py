@@ -21,6 +21,7 @@ from stiffbench.api import (
     GaussianNoise,
     ODEParams,
     ODESystem,
+    Oscillating,
     Protocol,
     ReferenceSolver,
     State,
@@ -34,7 +35,7 @@ from stiffbench.cache import cached_arrays
 Interval = tuple[float, float]
 
 
-class VanDerPol(ODESystem):
+class VanDerPol(ODESystem, Oscillating):
     """Van der Pol relaxation oscillator; the protocol scales with its period T(mu).
 
     Protocol, in periods T (computed from the system itself, see `period`): the grid's step
@@ -52,6 +53,7 @@ class VanDerPol(ODESystem):
     citation = ("van der Pol (1926), Phil. Mag. 2:978; Hairer & Wanner (1996), Solving ODEs II, sec. IV.1 and "
                 "the Test Set for IVP Solvers (Mazzia & Magherini), problem VDPOL: mu = 1000, y(0) = (2, 0)")
     states = (State("x"), State("y"))
+    oscillation_state = "x"
 
     class Params(ODEParams):
         mu: float = Field(1000.0, gt=0, description="damping strength; stiffness grows with it")
