@@ -106,9 +106,10 @@ class Trajectory:
             )
 
     def window(self, t0: float, t1: float) -> "Trajectory":
-        """The samples with t0 <= t <= t1 (a relative tolerance of 1e-9 absorbs grid round-off)."""
-        tol = 1e-9 * max(1.0, abs(t0), abs(t1))
-        mask = (self.t >= t0 - tol) & (self.t <= t1 + tol)
+        """The samples with t0 <= t <= t1, each end with a relative tolerance of 1e-9 for grid
+        round-off (relative to that end, so that a window starting at 1e-5 on a log grid does not
+        take in t = 0)."""
+        mask = (self.t >= t0 - 1e-9 * abs(t0)) & (self.t <= t1 + 1e-9 * abs(t1))
         return Trajectory(self.t[mask], self.y[mask], self.state_names)
 
     def state(self, name: str) -> np.ndarray:
@@ -370,7 +371,8 @@ class AbstractMetric(AbstractPlugin):
     former_keys: ClassVar[dict[str, str]] = {}
 
     def result_keys(self, system: AbstractSystem) -> tuple[str, ...]:
-        """The keys for this system (default: the static `keys`)."""
+        """The keys for this system (default: the static `keys`); empty: the metric does not
+        apply to this system instance, and is absent from its results."""
         return self.keys
 
     def key_units(self, system: AbstractSystem) -> dict[str, str]:

@@ -33,7 +33,7 @@ class Grid(ABC):
 
     @abstractmethod
     def times(self, t0: float, t1: float) -> np.ndarray:
-        """The grid's times in [t0, t1] (ends included up to a relative 1e-9), increasing."""
+        """The grid's times in [t0, t1] (each end included up to 1e-9 relative to it), increasing."""
 
     @abstractmethod
     def describe(self) -> str:
@@ -107,8 +107,7 @@ class Times(Grid):
 
     def times(self, t0: float, t1: float) -> np.ndarray:
         t = np.asarray(self.values, dtype=float)
-        tol = _EDGE * max(1.0, abs(t0), abs(t1))
-        return t[(t >= t0 - tol) & (t <= t1 + tol)]
+        return t[(t >= t0 - _EDGE * abs(t0)) & (t <= t1 + _EDGE * abs(t1))]
 
     def describe(self) -> str:
         return f"{len(self.values)} times from {self.values[0]:g} to {self.values[-1]:g}"

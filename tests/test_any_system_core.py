@@ -169,11 +169,16 @@ def test_added_parameter_is_in_the_key_only_away_from_its_default():
     assert AddedParams().model_dump(mode="json") == {"old": 1.0, "new": 0.5, "newer": []}
 
 
-def test_hh_key_params_at_default_leave_out_only_observe():
+def test_hh_key_params_at_default_leave_out_only_added_parameters():
+    """At their defaults HH's parameters added after the paper results (observe, ...) stay out of
+    the key, which is then the first key rule's full dump of the original parameters."""
+    from stiffbench.params import field_roles
+
     hh = Registry().load("systems", "hh")
     dump = hh().params.model_dump(mode="json")
-    assert "observe" in dump
-    assert key_params(hh().params) == {k: v for k, v in dump.items() if k != "observe"}
+    added = {name for name in dump if "added" in field_roles(hh.Params, name)}
+    assert "observe" in added and "I_ext" not in added and "noise_preset" not in added
+    assert key_params(hh().params) == {k: v for k, v in dump.items() if k not in added}
     assert key_params(hh({"observe": ["V"]}).params)["observe"] == ["V"]
 
 

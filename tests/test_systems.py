@@ -81,3 +81,12 @@ def test_simulate_writes_the_system_grid(tmp_path, args, columns, first_times):
         np.testing.assert_allclose(frame["t"].to_numpy()[:3], first_times, rtol=1e-9)
     t_end = float(args[args.index("--t-end") + 1])
     assert frame["t"].iloc[-1] <= t_end * (1 + 1e-9)
+
+
+def test_windows_on_a_log_grid_take_their_own_samples_only(session_cache):
+    """Each end of a window has a tolerance relative to itself: rober's fit window [1e-5, 1e5]
+    holds the 101 grid points from 1e-5 to 1e5 (10 per decade), not the initial t = 0."""
+    ref = Robertson().reference(1e7, cache_dir=session_cache)
+    fit = ref.window(1e-5, 1e5)
+    assert len(fit.t) == 101 and fit.t[0] == pytest.approx(1e-5) and fit.t[-1] == pytest.approx(1e5)
+    assert len(ref.window(1e5, 1e7).t) == 21
