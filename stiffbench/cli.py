@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ----------------------------------------------------------------------------------------------
 def cmd_list(args) -> int:
-    from .registry import KINDS, PluginError, static_description
+    from .registry import KINDS, PluginError, static_citation, static_description
 
     registry = _registry(args)
     rows = []
@@ -172,13 +172,17 @@ def cmd_list(args) -> int:
         except PluginError as exc:
             raise UserError(str(exc)) from None
         for spec in specs.values():
-            rows.append([kind, spec.name, static_description(spec), f"{spec.distribution} {spec.version}"])
+            description = static_description(spec)
+            citation = static_citation(spec)
+            if citation and not args.verbose:
+                description += f" [{citation}]"
+            rows.append([kind, spec.name, description, f"{spec.distribution} {spec.version}"])
             if args.verbose:
                 rows.append(_details(registry, kind, spec.name))
     from tabulate import tabulate
 
     if not args.verbose:
-        print(tabulate(rows, headers=["kind", "name", "description", "provided by"], tablefmt="simple"))
+        print(tabulate(rows, headers=["kind", "name", "description [source]", "provided by"], tablefmt="simple"))
         return 0
     for kind, name, description, provider, *details in (rows[i] + rows[i + 1] for i in range(0, len(rows), 2)):
         print(f"{kind[:-1]} {name} ({provider}): {description}")

@@ -191,30 +191,48 @@ def _validate_plugin_class(spec: PluginSpec, obj: object) -> None:
 
 
 def static_description(spec: PluginSpec) -> str:
-    """The plugin's one-line description read from its source without importing it.
+    """The plugin's one-line description read from its source without importing it: the class's
+    literal `description`, else its docstring's first line; "" when the source cannot be read."""
+    node = _class_node(spec)
+    if node is None:
+        return ""
+    text = _literal(node, "description")
+    if text is None:
+        text = ast.get_docstring(node) or ""
+    return text.strip().splitlines()[0] if text.strip() else ""
 
-    Locates the module file through the top-level package's search path (which does not execute
-    the package), parses it, and reads the class's literal `description` or its docstring's first
-    line. Returns "" when the source cannot be read this way.
-    """
+
+def static_citation(spec: PluginSpec) -> str:
+    """The first source a plugin's literal `citation` names (up to its first ";"), read without
+    importing it; "" when there is none."""
+    node = _class_node(spec)
+    text = _literal(node, "citation") if node is not None else None
+    return " ".join(text.split(";")[0].split()) if text else ""
+
+
+def _class_node(spec: PluginSpec) -> ast.ClassDef | None:
+    """The plugin class's definition in its module's source, found through the top-level
+    package's search path (which does not execute the package), or None."""
     path = _module_source(spec.module)
     if path is None:
-        return ""
+        return None
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):
-        return ""
+        return None
     cls_name = spec.attr.split(".")[-1]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls_name:
-            for stmt in node.body:
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
-                value = getattr(stmt, "value", None)
-                if any(isinstance(t, ast.Name) and t.id == "description" for t in targets) and isinstance(value, ast.Constant):
-                    return str(value.value).strip().splitlines()[0] if str(value.value).strip() else ""
-            doc = ast.get_docstring(node)
-            return doc.strip().splitlines()[0] if doc else ""
-    return ""
+    return next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls_name), None)
+
+
+def _literal(node: ast.ClassDef, name: str) -> str | None:
+    """The string assigned to `name` in the class body, if it is a literal."""
+    for stmt in node.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+        value = getattr(stmt, "value", None)
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets) and isinstance(value, ast.Constant) \
+                and isinstance(value.value, str):
+            return value.value
+    return None
 
 
 def _module_source(module: str) -> Path | None:
