@@ -34,6 +34,9 @@ from .params import PluginParams, trajectory_params
 from .protocol import Protocol
 
 
+_IMPLICIT = ("Radau", "BDF", "LSODA")  # the solve_ivp methods that use a Jacobian
+
+
 class ODEParams(PluginParams):
     """Base of an `ODESystem`'s parameters. Every field shapes the trajectory (and so enters the
     reference cache key) unless declared with `param(..., protocol=True)`."""
@@ -192,7 +195,7 @@ class ODESystem(AbstractSystem, KnownPhysics, Bounded):
         if len(y0) != len(self.states):
             raise ValueError(f"{self.name}: initial state has {len(y0)} values for {len(self.states)} states")
         jac = None
-        if type(self).jac is not ODESystem.jac:
+        if type(self).jac is not ODESystem.jac and solver.method in _IMPLICIT:
             jac = lambda t, y: self.jac(t, y)  # noqa: E731
         atol = solver.atol if isinstance(solver.atol, float) else np.asarray(solver.atol, dtype=np.float64)
         cuts = [b for b in sorted(self.breakpoints()) if t0 < b < times[-1]]
