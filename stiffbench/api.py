@@ -135,6 +135,8 @@ class TrainingTask:
                    (kept for plugins written against uniform grids; use observations.t)
     physics      : the system's vector field on torch tensors, given only to methods that require
                    `KnownPhysics` (None otherwise)
+    physics_model: the vector field as a function of the system's physical parameters
+                   (`PhysicsModel`), given only to methods that require `ParametrisedPhysics`
     t0           : the initial time of y0 and of the forecast (None: observations.t[0])
     state_names  : every state of the system, in y0's order (None: the observed ones)
     time_unit    : the unit of all times ("" for dimensionless)
@@ -149,6 +151,7 @@ class TrainingTask:
     t0: float | None = None
     state_names: tuple[str, ...] | None = None
     time_unit: str = ""
+    physics_model: PhysicsModel | None = None
 
     @property
     def initial_time(self) -> float:
@@ -208,6 +211,32 @@ class KnownPhysics(ABC):
     @abstractmethod
     def torch_vector_field(self) -> VectorField:
         """f(t, z) -> dz/dt on torch tensors (any float dtype/device, batched over leading dims)."""
+
+
+@dataclass(frozen=True)
+class PhysicsModel:
+    """A system's vector field as a function of its named physical parameters, for methods that
+    identify them from data (the model form known, the values not).
+
+    ranges     : each fittable parameter's plausible range (lower, upper), in the system's units:
+                 a prior box for a fit's starting points, not a constraint; a range with
+                 0 < lower and upper >= 10 lower is meant on a log scale
+    field_with : field_with(values) -> f(t, z), the vector field on torch tensors with the given
+                 parameter values (tensors broadcasting against z[..., 0], e.g. (B, 1) for states
+                 z of shape (B, 1, n)) and every other parameter as the system has it
+    """
+
+    ranges: dict[str, tuple[float, float]]
+    field_with: Callable[[dict[str, Any]], VectorField]
+
+
+class ParametrisedPhysics(ABC):
+    """A system that exposes its vector field as a function of named physical parameters
+    (`PhysicsModel`); methods requiring it get it as `task.physics_model`."""
+
+    @abstractmethod
+    def physics_model(self) -> PhysicsModel:
+        """The vector field as a function of the fittable parameters, with their ranges."""
 
 
 class Bounded(ABC):

@@ -27,6 +27,7 @@ from .api import (
     BudgetExceeded,
     FitConfig,
     KnownPhysics,
+    ParametrisedPhysics,
     Trajectory,
     missing_capabilities,
 )
@@ -130,7 +131,7 @@ def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Res
                                 f"which system {c.system_label} lacks"), None) for c in na]
         return records + (_execute(job, rest, log) if rest else [])
     try:
-        tasks = {key: _task(sys_obj, method, job.cache_dir) for key, sys_obj in systems.items()}
+        tasks = {key: task_for(sys_obj, method, job.cache_dir) for key, sys_obj in systems.items()}
         references = {key: sys_obj.reference(sys_obj.horizon, job.cache_dir) for key, sys_obj in systems.items()}
     except Exception as exc:
         return [(make_record(job, c, "error", f"system failed: {one_line(exc)}"), None) for c in cells]
@@ -194,11 +195,14 @@ def _fit_and_score(job, cells, method, systems, tasks, references, grid, config)
     return results
 
 
-def _task(system: AbstractSystem, method: AbstractMethod, cache_dir):
-    """The system's training task, with its vector field when the method requires physics."""
+def task_for(system: AbstractSystem, method: AbstractMethod | type[AbstractMethod], cache_dir):
+    """The system's training task, with its vector field (as such, or as a function of its physical
+    parameters) when the method requires it."""
     task = system.training_task(cache_dir)
     if isinstance(system, KnownPhysics) and KnownPhysics in method.requires:
         task = replace(task, physics=system.torch_vector_field())
+    if system.has_capability(ParametrisedPhysics) and ParametrisedPhysics in method.requires:
+        task = replace(task, physics_model=system.physics_model())
     return task
 
 

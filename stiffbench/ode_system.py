@@ -18,6 +18,7 @@ its Jacobian, its states (names, units, bounds), its time unit, initial state an
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import os
@@ -28,9 +29,19 @@ from typing import ClassVar
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .api import AbstractSystem, Bounded, KnownPhysics, State, TrainingTask, Trajectory, Window
+from .api import (
+    AbstractSystem,
+    Bounded,
+    KnownPhysics,
+    ParametrisedPhysics,
+    PhysicsModel,
+    State,
+    TrainingTask,
+    Trajectory,
+    Window,
+)
 from .cache import cached_arrays
-from .params import PluginParams, trajectory_params
+from .params import PluginParams, fit_ranges, trajectory_params
 from .protocol import Protocol
 
 
@@ -61,7 +72,7 @@ class ReferenceSolver:
         return f"scipy {self.method}, rtol {self.rtol:g}, atol {atol if isinstance(atol, str) else f'{atol:g}'}"
 
 
-class ODESystem(AbstractSystem, KnownPhysics, Bounded):
+class ODESystem(AbstractSystem, KnownPhysics, Bounded, ParametrisedPhysics):
     """A system given by dy/dt = rhs(t, y) and a `Protocol`; subclass and fill in:
 
     states       : tuple of `State` (names, units, bounds), in the order of y
@@ -138,12 +149,31 @@ class ODESystem(AbstractSystem, KnownPhysics, Bounded):
     def has_capability(self, capability: type) -> bool:
         if capability is Bounded:
             return bool(self.state_bounds)
+        if capability is ParametrisedPhysics:
+            return bool(fit_ranges(self.Params))
         return super().has_capability(capability)
+
+    def lacks(self, capability: type) -> str | None:
+        if capability is ParametrisedPhysics and not self.has_capability(capability):
+            return f"{capability.__name__} (no parameter of {self.name} is declared fittable)"
+        return super().lacks(capability)
 
     def torch_vector_field(self):
         import torch
 
         return lambda t, z: self.rhs(t, z, torch)
+
+    def physics_model(self) -> PhysicsModel:
+        """The parameters declared `param(..., fit=(lower, upper))`, and the field with given values
+        for them (the others as this instance has them)."""
+        import torch
+
+        def field_with(values):
+            clone = copy.copy(self)
+            clone.params = self.params.model_copy(update=dict(values))  # tensors: not validated, by design
+            return lambda t, z: clone.rhs(t, z, torch)
+
+        return PhysicsModel(fit_ranges(self.Params), field_with)
 
     def reference(self, t_end: float, cache_dir: str | os.PathLike | None = None) -> Trajectory:
         """The clean trajectory on the protocol's grid from t0 to t_end (computed once up to

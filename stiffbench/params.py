@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticUndefined
 
 ROLES_KEY = "stiffbench_roles"
+FIT_KEY = "stiffbench_fit"
 
 
 class PluginParams(BaseModel):
@@ -64,15 +65,28 @@ def _string_read_as_number(raw: Any, value: Any) -> str | None:
 
 def param(
     default: Any = PydanticUndefined, *, protocol: bool = False, added: bool = False, performance: bool = False,
-    **kwargs: Any,
+    fit: tuple[float, float] | None = None, **kwargs: Any,
 ) -> Any:
     """A pydantic `Field` with stiffbench roles (see the module docstring); other keyword
-    arguments (description, gt, ...) go to `Field`."""
+    arguments (description, gt, ...) go to `Field`. `fit=(lower, upper)` marks a system's physical
+    parameter that a method may identify from data, with its plausible range (`PhysicsModel`)."""
     roles = [name for name, on in (("protocol", protocol), ("added", added), ("performance", performance)) if on]
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
     if roles:
         extra[ROLES_KEY] = roles
+    if fit is not None:
+        lower, upper = fit
+        if not lower < upper:
+            raise ValueError(f"a fit range needs lower < upper, got {fit}")
+        extra[FIT_KEY] = [float(lower), float(upper)]
     return Field(default, json_schema_extra=extra or None, **kwargs)
+
+
+def fit_ranges(params: BaseModel | type[BaseModel]) -> dict[str, tuple[float, float]]:
+    """{name: (lower, upper)} of the fields declared with `param(..., fit=...)`."""
+    fields = (type(params) if isinstance(params, BaseModel) else params).model_fields
+    extras = {name: info.json_schema_extra for name, info in fields.items() if isinstance(info.json_schema_extra, dict)}
+    return {name: tuple(extra[FIT_KEY]) for name, extra in extras.items() if FIT_KEY in extra}
 
 
 def field_roles(params: BaseModel | type[BaseModel], name: str) -> frozenset[str]:

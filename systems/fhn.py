@@ -52,10 +52,10 @@ class FitzHughNagumo(ODESystem, Spiking, Oscillating):
     spike_threshold, spike_merge, spike_tolerance = 1.0, 10.0, 5.0
 
     class Params(ODEParams):
-        a: float = Field(0.7, description="offset of the w-nullcline")
-        b: float = Field(0.8, ge=0, description="slope of the w-nullcline")
-        eps: float = Field(0.08, gt=0, description="time-scale ratio of w to v (1/tau); small eps is stiff")
-        I: float = Field(0.5, description="external stimulus")
+        a: float = param(0.7, fit=(0.3, 1.2), description="offset of the w-nullcline")
+        b: float = param(0.8, fit=(0.4, 1.2), ge=0, description="slope of the w-nullcline")
+        eps: float = param(0.08, fit=(0.01, 0.3), gt=0, description="time-scale ratio of w to v (1/tau); small eps is stiff")
+        I: float = param(0.5, fit=(0.2, 0.8), description="external stimulus")
         y0: tuple[float, float] = Field((1.0, 1.0), description="initial state (v, w) at t=0")
         dt: float = param(0.1, protocol=True, gt=0, description="step of the sampling and evaluation grid")
         t_train: float = param(40.0, protocol=True, gt=0, description="training window [0, t_train]")

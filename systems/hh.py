@@ -311,12 +311,12 @@ class HodgkinHuxley(ODESystem, Spiking, Oscillating):
         model_config = ConfigDict(allow_inf_nan=False)
 
         C_m: float = Field(1.0, gt=0, description="membrane capacitance (uF/cm^2)")
-        g_Na: float = Field(120.0, ge=0, description="maximal sodium conductance (mS/cm^2)")
-        g_K: float = Field(36.0, ge=0, description="maximal potassium conductance (mS/cm^2)")
-        g_L: float = Field(0.3, ge=0, description="leak conductance (mS/cm^2)")
-        E_Na: float = Field(50.0, description="sodium reversal potential (mV)")
-        E_K: float = Field(-77.0, description="potassium reversal potential (mV)")
-        E_L: float = Field(-54.387, description="leak reversal potential (mV); -54.387 rests at -65 mV")
+        g_Na: float = param(120.0, fit=(50.0, 200.0), ge=0, description="maximal sodium conductance (mS/cm^2)")
+        g_K: float = param(36.0, fit=(10.0, 80.0), ge=0, description="maximal potassium conductance (mS/cm^2)")
+        g_L: float = param(0.3, fit=(0.05, 1.0), ge=0, description="leak conductance (mS/cm^2)")
+        E_Na: float = param(50.0, fit=(30.0, 70.0), description="sodium reversal potential (mV)")
+        E_K: float = param(-77.0, fit=(-100.0, -60.0), description="potassium reversal potential (mV)")
+        E_L: float = param(-54.387, fit=(-70.0, -40.0), description="leak reversal potential (mV); -54.387 rests at -65 mV")
         I_ext: float = Field(10.0, description="external current (uA/cm^2) from t=0: the constant, the current "
                                                 "before the first step, the noisy current's mean")
         y0: tuple[float, Gate, Gate, Gate] = Field(

@@ -52,9 +52,9 @@ class Robertson(ODESystem):
     time_unit = "s"
 
     class Params(ODEParams):
-        k1: float = Field(0.04, gt=0, description="rate of y1 -> y2 (1/s)")
-        k2: float = Field(3e7, gt=0, description="rate of 2 y2 -> y2 + y3 (1/s)")
-        k3: float = Field(1e4, gt=0, description="rate of y2 + y3 -> y1 + y3 (1/s)")
+        k1: float = param(0.04, fit=(1e-3, 1.0), gt=0, description="rate of y1 -> y2 (1/s)")
+        k2: float = param(3e7, fit=(1e6, 1e9), gt=0, description="rate of 2 y2 -> y2 + y3 (1/s)")
+        k3: float = param(1e4, fit=(1e2, 1e6), gt=0, description="rate of y2 + y3 -> y1 + y3 (1/s)")
         y0: tuple[float, float, float] = Field((1.0, 0.0, 0.0), description="initial mass fractions at t=0")
         n_observations: int = param(50, protocol=True, ge=3, description="log-spaced observations over 1e-5..1e5 s")
         noise: float = param(0.01, protocol=True, ge=0, description="relative noise level (std of the factor)")

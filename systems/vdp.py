@@ -56,7 +56,7 @@ class VanDerPol(ODESystem, Oscillating):
     oscillation_state = "x"
 
     class Params(ODEParams):
-        mu: float = Field(1000.0, gt=0, description="damping strength; stiffness grows with it")
+        mu: float = param(1000.0, fit=(0.5, 2000.0), gt=0, description="damping strength; stiffness grows with it")
         y0: tuple[float, float] = Field((2.0, 0.0), description="initial state (x, y = x') at t=0")
         samples_per_period: PositiveInt = param(500, protocol=True, description="grid points per period T")
         periods_train: float = param(1.0, protocol=True, gt=0, description="training window [0, periods_train T]")

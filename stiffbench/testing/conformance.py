@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -46,6 +45,7 @@ from ..api import (
     Trajectory,
     missing_capabilities,
 )
+from ..execute import task_for
 from ..ode_system import ODESystem
 from .toy import DampedOscillator
 from .toy_chain import ScaledChain
@@ -309,9 +309,7 @@ def check_method(
 
 def _check_method_on(cls, params: dict, epochs: int, system: AbstractSystem, cache_dir) -> None:
     where = f"{cls.__name__} on the toy {type(system).__name__}"
-    task = system.training_task(cache_dir)
-    if isinstance(system, KnownPhysics) and KnownPhysics in cls.requires:
-        task = replace(task, physics=system.torch_vector_field())
+    task = task_for(system, cls, cache_dir)  # with the physics the method requires, as the runner gives it
     seeds = [3, 5] if cls.batches_seeds else [3]
     shape = (len(seeds), len(task.forecast_t), len(system.state_names))
     forecast = np.asarray(cls(params).fit(task, seeds, FitConfig(epochs=epochs)).forecast(task.forecast_t))

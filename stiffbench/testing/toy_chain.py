@@ -25,8 +25,8 @@ from ..params import param
 from ..protocol import LogGrid, Protocol, Times
 
 class ScaledChainParams(ODEParams):
-    k1: float = Field(0.5, gt=0, description="rate of A -> B (1/time)")
-    k2: float = Field(0.3, gt=0, description="rate of B -> C (1/time); must differ from k1")
+    k1: float = param(0.5, fit=(0.1, 2.0), gt=0, description="rate of A -> B (1/time)")
+    k2: float = param(0.3, fit=(0.05, 1.0), gt=0, description="rate of B -> C (1/time); must differ from k1")
     scales: tuple[float, float, float] = Field((1.0, 1e-3, 1e3), description="s in y = s * (A, B, C)")
     y0: tuple[float, float, float] = Field((1.0, 0.0, 0.0), description="initial (y1, y2, y3) at t=0")
     n_obs: int = param(25, protocol=True, ge=3, description="observations, log-spaced from 0.01 to t_train")
