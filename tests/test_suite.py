@@ -78,7 +78,7 @@ def test_paper_values_must_use_declared_keys(tmp_path):
         load_suite(write(tmp_path, bad))
 
 
-@pytest.mark.parametrize(("name", "n_variants"), [("quick", 3), ("paper", 14), ("paper-ablations", 9)])
+@pytest.mark.parametrize(("name", "n_variants"), [("quick", 3), ("paper", 15), ("paper-ablations", 9)])
 def test_builtin_suites_expand_into_valid_cells(name, n_variants):
     """Every variant of every built-in suite validates against its plugins' parameters."""
     from stiffbench.registry import Registry
