@@ -1,4 +1,4 @@
-"""Training checkpoints: a long batch interrupted (session end, SIGKILL, power loss) resumes from
+"""Training checkpoints: a long batch interrupted (a closed terminal, SIGKILL, power loss) resumes from
 its last saved epoch on the next run instead of starting over.
 
 A `Checkpointer` is handed to a method through `FitConfig.checkpoint`. The built-in methods'

@@ -46,8 +46,8 @@ SAMPLES_PER_PASS = 128
 so that each of the two linearisation functions compiles one shape per process. At 128 rows the
 paper network's passes cost about as much per step as one pass over thousands of steps (measured
 at the trained Rodas5P weights), while the forward-mode pass's activations (n tangents per sample)
-stay small. Packing several models of similar step counts into one pass was tried (session 6):
-it compiled one pair of graphs per group size, 20 for the paper's 10-model batch, and measured
+stay small. Packing several models of similar step counts into one pass instead
+compiled one pair of graphs per group size, 20 for the paper's 10-model batch, and measured
 slower (docs/design.md)."""
 
 
