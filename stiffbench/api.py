@@ -429,7 +429,7 @@ def missing_capabilities(plugin: type | object, system: AbstractSystem) -> list[
 # The protocol layer, part of this public API; imported on first use, because its modules build
 # on the interfaces above (so any of them may be imported first).
 _LAYER = {
-    "ode_system": ("ODEParams", "ODESystem", "ReferenceSolver"),
+    "ode_system": ("ODEParams", "ODESystem", "ReferenceSolver", "windowed_params"),
     "protocol": ("Grid", "LogGrid", "Protocol", "Times", "UniformGrid", "check_windows_after"),
     "noise": ("GaussianNoise", "LogNormalNoise", "NoiseModel", "NoNoise", "OUNoise", "RelativeNoise"),
 }

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from pydantic import create_model, model_validator
 from scipy.integrate import solve_ivp
 
 from .api import (
@@ -41,8 +42,8 @@ from .api import (
     Window,
 )
 from .cache import cached_arrays
-from .params import PluginParams, fit_ranges, trajectory_params
-from .protocol import Protocol
+from .params import PluginParams, fit_ranges, param, trajectory_params
+from .protocol import Protocol, check_windows_after
 
 
 _IMPLICIT = ("Radau", "BDF", "LSODA")  # the solve_ivp methods that use a Jacobian
@@ -51,6 +52,37 @@ _IMPLICIT = ("Radau", "BDF", "LSODA")  # the solve_ivp methods that use a Jacobi
 class ODEParams(PluginParams):
     """Base of an `ODESystem`'s parameters. Every field shapes the trajectory (and so enters the
     reference cache key) unless declared with `param(..., protocol=True)`."""
+
+
+def windowed_params(
+    *, t_train: float, extrapolation: tuple[float, float], long: tuple[float, float], noise: float, noise_help: str,
+    dt: float | None = None, dt_help: str = "step of the sampling and evaluation grid",
+    n_observations: int | None = None, t_first: float = 0.0,
+) -> type[ODEParams]:
+    """A base for a system's `Params` holding the usual protocol fields, with these defaults: the
+    training window [0, t_train] (t_train > t_first), the evaluation windows 'extrapolation' and
+    'long' (each checked to start after the training window), the noise level (`noise_help` says
+    what it means for the system's noise model) and its seed, and where given the grid step `dt`
+    and the number of (log-spaced) observations from t_first on. All are protocol-only."""
+    fields: dict = {
+        "t_train": (float, param(t_train, protocol=True, gt=t_first, description="training window [0, t_train]")),
+        "extrapolation": (tuple[float, float], param(extrapolation, protocol=True, description="'extrapolation' window")),
+        "long": (tuple[float, float], param(long, protocol=True, description="'long' window")),
+        "noise": (float, param(noise, protocol=True, ge=0, description=noise_help)),
+        "noise_seed": (int, param(1111, protocol=True, ge=0, description="seed of the one fixed noise realisation")),
+    }
+    if dt is not None:
+        fields["dt"] = (float, param(dt, protocol=True, gt=0, description=dt_help))
+    if n_observations is not None:
+        fields["n_observations"] = (int, param(n_observations, protocol=True, ge=3,
+                                               description=f"log-spaced observations over {t_first:g}..t_train"))
+
+    def windows_after_training(params):
+        check_windows_after(params.t_train, {"extrapolation": params.extrapolation, "long": params.long})
+        return params
+
+    validators = {"_windows_after_training": model_validator(mode="after")(windows_after_training)}
+    return create_model("WindowedParams", __base__=ODEParams, __validators__=validators, **fields)
 
 
 @dataclass(frozen=True)

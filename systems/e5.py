@@ -40,21 +40,19 @@ cran/deTestSet R/ex_e5.R; the reference values also in cran/deTestSet R/ex_refer
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 from scipy.integrate import solve_ivp
 
 from stiffbench.api import (
     LogGrid,
     LogNormalNoise,
-    ODEParams,
     ODESystem,
     Protocol,
     ReferenceSolver,
     State,
     Times,
     Window,
-    check_windows_after,
-    param,
+    windowed_params,
 )
 
 Interval = tuple[float, float]
@@ -86,23 +84,15 @@ class E5(ODESystem):
                 "Solving ODEs II, sec. IV.10; Test Set for IVP Solvers (Mazzia & Magherini), problem E5 (e5.f)")
     states = tuple(State(f"y{i}", bounds=(0.0, None)) for i in range(1, 5))
 
-    class Params(ODEParams):
+    class Params(windowed_params(
+        t_train=1e5, extrapolation=(1e5, 1e9), long=(1e9, 1e13), t_first=1e-5, n_observations=50,
+        noise=0.01, noise_help="log-normal noise level (std of log)")):
         A: float = Field(7.89e-10, gt=0, description="rate of y1 -> y2 + y3")
         B: float = Field(1.1e7, gt=0, description="rate of y1 + y3 -> y4")
         C: float = Field(1.13e3, gt=0, description="rate of y4 -> y3")
         M: float = Field(1e6, gt=0, description="M C is the rate of y2 + y3 -> (nothing)")
         y0: tuple[float, float, float, float] = Field((1.76e-3, 0.0, 0.0, 0.0), description="initial state at t=0")
-        t_train: float = param(1e5, protocol=True, gt=1e-5, description="training window [0, t_train]")
-        n_observations: int = param(50, protocol=True, ge=3, description="log-spaced observations over 1e-5..t_train")
-        extrapolation: Interval = param((1e5, 1e9), protocol=True, description="'extrapolation' window")
-        long: Interval = param((1e9, 1e13), protocol=True, description="'long' window")
-        noise: float = param(0.01, protocol=True, ge=0, description="log-normal noise level (std of log)")
-        noise_seed: int = param(1111, protocol=True, ge=0, description="seed of the one fixed noise realisation")
 
-        @model_validator(mode="after")
-        def _windows(self):
-            check_windows_after(self.t_train, {"extrapolation": self.extrapolation, "long": self.long})
-            return self
 
     def rhs(self, t, y, xp):
         p = self.params

@@ -12,21 +12,20 @@ NonStiffODE/FitzhughNagumo_wpd) the system relaxes onto a limit cycle of period 
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from stiffbench.api import (
     GaussianNoise,
-    ODEParams,
     ODESystem,
     Oscillating,
+    param,
     Protocol,
     ReferenceSolver,
     Spiking,
     State,
     UniformGrid,
     Window,
-    check_windows_after,
-    param,
+    windowed_params,
 )
 
 Interval = tuple[float, float]
@@ -51,23 +50,15 @@ class FitzHughNagumo(ODESystem, Spiking, Oscillating):
     voltage_state = oscillation_state = "v"
     spike_threshold, spike_merge, spike_tolerance = 1.0, 10.0, 5.0
 
-    class Params(ODEParams):
+    class Params(windowed_params(
+        t_train=40.0, extrapolation=(40.0, 280.0), long=(280.0, 2000.0), dt=0.1,
+        noise=0.02, noise_help="noise std as a fraction of each variable's std")):
         a: float = param(0.7, fit=(0.3, 1.2), description="offset of the w-nullcline")
         b: float = param(0.8, fit=(0.4, 1.2), ge=0, description="slope of the w-nullcline")
         eps: float = param(0.08, fit=(0.01, 0.3), gt=0, description="time-scale ratio of w to v (1/tau); small eps is stiff")
         I: float = param(0.5, fit=(0.2, 0.8), description="external stimulus")
         y0: tuple[float, float] = Field((1.0, 1.0), description="initial state (v, w) at t=0")
-        dt: float = param(0.1, protocol=True, gt=0, description="step of the sampling and evaluation grid")
-        t_train: float = param(40.0, protocol=True, gt=0, description="training window [0, t_train]")
-        extrapolation: Interval = param((40.0, 280.0), protocol=True, description="'extrapolation' window")
-        long: Interval = param((280.0, 2000.0), protocol=True, description="'long' window")
-        noise: float = param(0.02, protocol=True, ge=0, description="noise std as a fraction of each variable's std")
-        noise_seed: int = param(1111, protocol=True, ge=0, description="seed of the one fixed noise realisation")
 
-        @model_validator(mode="after")
-        def _windows(self):
-            check_windows_after(self.t_train, {"extrapolation": self.extrapolation, "long": self.long})
-            return self
 
     def rhs(self, t, y, xp):
         p = self.params

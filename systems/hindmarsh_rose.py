@@ -35,11 +35,10 @@ Jacobian: it handles a smaller r, which lengthens the quiescent phases, as well.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from stiffbench.api import (
     GaussianNoise,
-    ODEParams,
     ODESystem,
     Oscillating,
     Protocol,
@@ -48,8 +47,7 @@ from stiffbench.api import (
     State,
     UniformGrid,
     Window,
-    check_windows_after,
-    param,
+    windowed_params,
 )
 
 Interval = tuple[float, float]
@@ -89,7 +87,9 @@ class HindmarshRose(ODESystem, Spiking, Oscillating):
     voltage_state = oscillation_state = "x"
     spike_threshold, spike_merge, spike_tolerance = 1.0, 5.0, 3.0
 
-    class Params(ODEParams):
+    class Params(windowed_params(
+        t_train=505.0, extrapolation=(505.0, 3030.0), long=(3030.0, 10100.0), dt=0.1,
+        noise=0.02, noise_help="noise std as a fraction of each state's std")):
         a: float = Field(1.0, description="cubic coefficient of dx/dt")
         b: float = Field(3.0, description="quadratic coefficient of dx/dt")
         c: float = Field(1.0, description="constant term of dy/dt")
@@ -100,17 +100,7 @@ class HindmarshRose(ODESystem, Spiking, Oscillating):
         I: float = Field(3.0, description="applied current")
         y0: tuple[float, float, float] = Field((-0.924, -3.606, 2.7038),
                                                description="initial state (x, y, z) at t=0")
-        dt: float = param(0.1, protocol=True, gt=0, description="step of the sampling and evaluation grid")
-        t_train: float = param(505.0, protocol=True, gt=0, description="training window [0, t_train]")
-        extrapolation: Interval = param((505.0, 3030.0), protocol=True, description="'extrapolation' window")
-        long: Interval = param((3030.0, 10100.0), protocol=True, description="'long' window")
-        noise: float = param(0.02, protocol=True, ge=0, description="noise std as a fraction of each state's std")
-        noise_seed: int = param(1111, protocol=True, ge=0, description="seed of the one fixed noise realisation")
 
-        @model_validator(mode="after")
-        def _windows(self):
-            check_windows_after(self.t_train, {"extrapolation": self.extrapolation, "long": self.long})
-            return self
 
     def rhs(self, t, y, xp):
         if xp is np and np.ndim(y) == 1:

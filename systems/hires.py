@@ -38,19 +38,17 @@ R/ex_reference.R.
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from stiffbench.api import (
     LogNormalNoise,
-    ODEParams,
     ODESystem,
     Protocol,
     ReferenceSolver,
     State,
     Times,
     Window,
-    check_windows_after,
-    param,
+    windowed_params,
 )
 
 Interval = tuple[float, float]
@@ -84,7 +82,10 @@ class Hires(ODESystem):
     states = tuple(State(name, bounds=(0.0, None))
                    for name in ("Pr", "Pfr", "PrX", "PfrX", "PrX2", "PfrX2", "PfrX2E", "E"))
 
-    class Params(ODEParams):
+    class Params(windowed_params(
+        t_train=32.18122, extrapolation=(32.18122, T_END), long=(T_END, 1000.0), t_first=1e-3, n_observations=50,
+        dt=0.5, dt_help="step of the grid after t = 10",
+        noise=0.01, noise_help="log-normal noise level (std of log)")):
         k1: float = Field(1.71, gt=0, description="Pr -> Pfr in every form (y1->y2, y3->y4, y5->y6)")
         k2: float = Field(0.43, gt=0, description="Pfr -> Pr in every form (y2->y1, y4->y3, y6->y5, y7->y5+y8)")
         k3: float = Field(8.32, gt=0, description="Pfr -> PfrX (y2->y4)")
@@ -97,18 +98,7 @@ class Hires(ODESystem):
         oks: float = Field(0.0007, ge=0, description="constant synthesis of Pr (source of y1)")
         y0: tuple[float, float, float, float, float, float, float, float] = Field(
             (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057), description="initial concentrations at t=0")
-        dt: float = param(0.5, protocol=True, gt=0, description="step of the grid after t = 10")
-        t_train: float = param(32.18122, protocol=True, gt=1e-3, description="training window [0, t_train]")
-        n_observations: int = param(50, protocol=True, ge=3, description="log-spaced observations over 1e-3..t_train")
-        extrapolation: Interval = param((32.18122, T_END), protocol=True, description="'extrapolation' window")
-        long: Interval = param((T_END, 1000.0), protocol=True, description="'long' window")
-        noise: float = param(0.01, protocol=True, ge=0, description="log-normal noise level (std of log)")
-        noise_seed: int = param(1111, protocol=True, ge=0, description="seed of the one fixed noise realisation")
 
-        @model_validator(mode="after")
-        def _windows(self):
-            check_windows_after(self.t_train, {"extrapolation": self.extrapolation, "long": self.long})
-            return self
 
     def rhs(self, t, y, xp):
         p = self.params

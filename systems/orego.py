@@ -26,11 +26,10 @@ R/ex_reference.R).
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from stiffbench.api import (
     LogNormalNoise,
-    ODEParams,
     ODESystem,
     Oscillating,
     Protocol,
@@ -38,8 +37,7 @@ from stiffbench.api import (
     State,
     UniformGrid,
     Window,
-    check_windows_after,
-    param,
+    windowed_params,
 )
 
 Interval = tuple[float, float]
@@ -69,22 +67,15 @@ class Oregonator(ODESystem, Oscillating):
     states = (State("y1", bounds=(0.0, None)), State("y2", bounds=(0.0, None)), State("y3", bounds=(0.0, None)))
     oscillation_state = "y1"
 
-    class Params(ODEParams):
+    class Params(windowed_params(
+        t_train=360.0, extrapolation=(360.0, 1000.0), long=(1000.0, 3000.0),
+        dt=0.1, dt_help="step of the grid and of the observations",
+        noise=0.01, noise_help="log-normal noise level (std of log)")):
         s: float = Field(77.27, gt=0, description="time-scale ratio s (the Test Set's 77.27)")
         w: float = Field(0.161, gt=0, description="relaxation rate w of y3")
         q: float = Field(8.375e-6, gt=0, description="quadratic self-reaction coefficient q of y1")
         y0: tuple[float, float, float] = Field((1.0, 2.0, 3.0), description="initial state at t=0")
-        dt: float = param(0.1, protocol=True, gt=0, description="step of the grid and of the observations")
-        t_train: float = param(360.0, protocol=True, gt=0, description="training window [0, t_train]")
-        extrapolation: Interval = param((360.0, 1000.0), protocol=True, description="'extrapolation' window")
-        long: Interval = param((1000.0, 3000.0), protocol=True, description="'long' window")
-        noise: float = param(0.01, protocol=True, ge=0, description="log-normal noise level (std of log)")
-        noise_seed: int = param(1111, protocol=True, ge=0, description="seed of the one fixed noise realisation")
 
-        @model_validator(mode="after")
-        def _windows(self):
-            check_windows_after(self.t_train, {"extrapolation": self.extrapolation, "long": self.long})
-            return self
 
     def rhs(self, t, y, xp):
         p = self.params

@@ -41,20 +41,18 @@ import re
 from typing import Annotated
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from stiffbench.api import (
     LogGrid,
     LogNormalNoise,
-    ODEParams,
     ODESystem,
     Protocol,
     ReferenceSolver,
     State,
     Times,
     Window,
-    check_windows_after,
-    param,
+    windowed_params,
 )
 
 Interval = tuple[float, float]
@@ -154,23 +152,15 @@ class Pollution(ODESystem):
                 "problem POLLU (pollu.f)")
     states = tuple(State(name, bounds=(0.0, None)) for name in SPECIES)
 
-    class Params(ODEParams):
+    class Params(windowed_params(
+        t_train=6.0, extrapolation=(6.0, 60.0), long=(60.0, 6000.0), t_first=6e-6, n_observations=50,
+        noise=0.01, noise_help="log-normal noise level (std of log)")):
         k: tuple[Rate, ...] = Field(RATE_CONSTANTS, min_length=25, max_length=25,
                                     description="rate constants k1..k25 of the reactions, in order")
         y0: tuple[Concentration, ...] = Field(
             (0.0, 0.2, 0.0, 0.04, 0.0, 0.0, 0.1, 0.3, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.007, 0.0, 0.0, 0.0),
             min_length=20, max_length=20, description="initial concentrations at t=0, in the species' order")
-        t_train: float = param(6.0, protocol=True, gt=6e-6, description="training window [0, t_train]")
-        n_observations: int = param(50, protocol=True, ge=3, description="log-spaced observations over 6e-6..t_train")
-        extrapolation: Interval = param((6.0, 60.0), protocol=True, description="'extrapolation' window")
-        long: Interval = param((60.0, 6000.0), protocol=True, description="'long' window")
-        noise: float = param(0.01, protocol=True, ge=0, description="log-normal noise level (std of log)")
-        noise_seed: int = param(1111, protocol=True, ge=0, description="seed of the one fixed noise realisation")
 
-        @model_validator(mode="after")
-        def _windows(self):
-            check_windows_after(self.t_train, {"extrapolation": self.extrapolation, "long": self.long})
-            return self
 
     def rates(self, y, xp):
         """The reaction rates r (..., 25) for y (..., 20): k_j times its reactants' concentrations."""

@@ -14,7 +14,7 @@ import pytest
 
 import fake_plugins
 from stiffbench import cli, export, leaderboard, merge
-from stiffbench.registry import PluginSpec, Registry
+from stiffbench.registry import PluginSpec
 from stiffbench.runner import Runner, expand_cells, metric_instances
 from stiffbench.store import CellRecord, Store
 from stiffbench.suite import load_suite

@@ -8,7 +8,6 @@ HH is shortened (windows up to 40 ms) and training is 2 epochs so that this runs
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from fake_plugins import write_distribution

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from stiffbench.api import AbstractSystem, Bounded, Oscillating, Trajectory, Window, missing_capabilities
+from stiffbench.api import Bounded, Oscillating, Trajectory, Window, missing_capabilities
 from stiffbench.leaderboard import window_table
 from stiffbench.metrics.log_error import LogError
 from stiffbench.metrics.oscillation import AmplitudeError, PeriodError, upward_crossings
@@ -17,21 +17,9 @@ from stiffbench.registry import PluginSpec, Registry
 from stiffbench.scoring import metric_keys, score
 from stiffbench.store import CellRecord
 from stiffbench.testing.conformance import check_metric
+from test_metrics import _StubSystem
 
 NEW_METRICS = (RelativeL2, LogError, PeriodError, AmplitudeError, OutOfBounds, ValidTime)
-
-
-class _StubSystem(AbstractSystem):
-    description = "test stub"
-
-    def reference(self, t_end, cache_dir=None):
-        raise NotImplementedError
-
-    def training_task(self, cache_dir=None):
-        raise NotImplementedError
-
-    def evaluation_windows(self):
-        return []
 
 
 class StubXY(_StubSystem):

@@ -8,7 +8,6 @@ toy oscillator, a few seconds each."""
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 from fake_plugins import write_distribution

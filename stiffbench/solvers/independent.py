@@ -37,7 +37,6 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 from stiffbench.solvers._adaptive import (
     AbstractAdaptiveSolver,
     Field,
-    Step,
     StepLimitExceeded,
     as_times,
     initial_step,

@@ -23,7 +23,6 @@ Step-size control, shared by the batch: `_adaptive` (EEst = RMS norm of k_8 / (a
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import torch
