@@ -25,9 +25,11 @@ import pandas as pd
 from tabulate import tabulate
 
 from .api import AbstractSystem, Spiking, Window
+from .ode_system import ODESystem
 from .scoring import has_bounds
 from .store import CellRecord
 from .suite import Suite
+from .verdict import KEY as VALID_TIME, Rung, render_verdict
 
 DASH = "–"
 STALE_MARK = "†"
@@ -187,10 +189,12 @@ class Section:
     heading: str = ""
     criteria: SummaryCriteria | None = None
     flagged: set[str] = field(default_factory=set)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def render(suite: Suite, sections: Sequence[Section]) -> str:
-    """The whole leaderboard document for a suite."""
+def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | None = None) -> str:
+    """The whole leaderboard document for a suite (`valid_tolerance`: the valid_time metric's
+    tolerance, named in the verdict)."""
     labels = [m.label for m in suite.methods]
     lines = [f"# stiffbench leaderboard: `{suite.name}`", ""]
     if suite.description:
@@ -222,11 +226,29 @@ def render(suite: Suite, sections: Sequence[Section]) -> str:
         missing = section.expected - len(section.records)
         if missing:
             lines += [f"{missing} cell(s) of {section.label} are not in the store yet.", ""]
+    if suite.leaderboard.verdict is not None:
+        lines += _verdict(suite, sections, valid_tolerance)
     if suite.paper:
         lines += [f"Columns marked (paper): {suite.paper.source}; \"–\" there is the paper's dash "
                   "(failure, no meaningful value)." + (f" {suite.paper.note}" if suite.paper.note else ""), ""]
     lines += _footer(suite, all_records)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _verdict(suite: Suite, sections: Sequence[Section], tolerance: float | None) -> list[str]:
+    options = suite.leaderboard.verdict
+    rungs = []
+    for section in sections:
+        window = next((w for w in section.windows if w.name == options.window), None)
+        if window is not None:
+            rungs.append(Rung(section.label, window.name, window.t0, window.t1, section.samples.get(window.name),
+                              section.records))
+    if not rungs:
+        return [f"No system of the suite has a `{options.window}` window to judge.", ""]
+    if tolerance is None:
+        return [f"No verdict: the `{VALID_TIME}` metric is not loaded.", ""]
+    note = f"`{VALID_TIME}` with tolerance {tolerance:g} on the std-normalised RMS error"
+    return render_verdict(rungs, [m.label for m in suite.methods], options.holds, options.fails, note)
 
 
 def _footer(suite: Suite, records: Sequence[CellRecord]) -> list[str]:
@@ -243,11 +265,13 @@ def _footer(suite: Suite, records: Sequence[CellRecord]) -> list[str]:
         }
     )
     created = sorted(r.created for r in records if r.created)
+    own = [f"{s.label}: {s.epochs or suite.epochs} epochs, budget {_budget(suite.budget_for(s))}"
+           for s in suite.systems if s.epochs or s.budget_s]
     lines = [
         "## Provenance",
         "",
         f"- suite: `{suite.name}`; seeds: {', '.join(map(str, suite.seeds))}; epochs: {suite.epochs}; "
-        f"budget per cell: {f'{suite.budget_s:g} s' if suite.budget_s else 'none'}",
+        f"budget per cell: {_budget(suite.budget_s)}" + (f" (own settings: {'; '.join(own)})" if own else ""),
         f"- stiffbench: {distinct('stiffbench')}; plugins: {', '.join(plugins) or DASH}",
         f"- torch: {distinct('torch')}; numpy: {distinct('numpy')}; python: {distinct('python')}",
         f"- device: {distinct('device')}; torch threads: {distinct('torch_threads')}; machine: {distinct('machine')}",
@@ -260,6 +284,10 @@ def _footer(suite: Suite, records: Sequence[CellRecord]) -> list[str]:
         for r in sorted(problems, key=lambda r: (r.system, r.label, r.seed)):
             lines.append(f"- {r.system} x {r.label} seed {r.seed}: **{r.status}**" + (f": {r.reason}" if r.reason else ""))
     return lines
+
+
+def _budget(budget_s: float | None) -> str:
+    return f"{budget_s:g} s" if budget_s else "none"
 
 
 def write(path: Path, text: str) -> None:
@@ -296,7 +324,8 @@ def build(suite: Suite, cells, store, metrics) -> str:
     for (label, row), recorded in revisions.items():
         if len(recorded - {"null"}) > 1:  # cells of one row from different revisions
             sections[label].flagged.add(row)
-    return render(suite, list(sections.values()))
+    valid_time = next((m for m in metrics if m.name == VALID_TIME), None)
+    return render(suite, list(sections.values()), valid_time.params.tolerance if valid_time else None)
 
 
 def _describe_section(section: Section, system: AbstractSystem, cell, metrics) -> None:
@@ -304,6 +333,9 @@ def _describe_section(section: Section, system: AbstractSystem, cell, metrics) -
     from .scoring import metric_keys
 
     section.windows = system.evaluation_windows()
+    if isinstance(system, ODESystem):
+        grid = system.protocol().grid
+        section.samples = {w.name: grid.times(w.t0, w.t1) for w in section.windows}
     section.key_order = metric_keys(metrics, system)
     section.units = {k: u for m in metrics if m.name in _applicable(metrics, system) for k, u in m.key_units(system).items()}
     section.time_unit = system.time_unit

@@ -65,13 +65,16 @@ class ResolvedPlugin:
 @dataclass
 class Cell:
     """One (system entry, method variant, seed); `key` by the current rule (stiffbench.keys),
-    `legacy_key` the key the first rule gave it (to adopt cells stored under it)."""
+    `legacy_key` the key the first rule gave it (to adopt cells stored under it); `epochs` and
+    `budget_s` are its system entry's (else the suite's)."""
 
     system: ResolvedPlugin
     method: ResolvedPlugin
     seed: int
     key: str
     legacy_key: str = ""
+    epochs: int = 0
+    budget_s: float | None = None
 
     @property
     def label(self) -> str:
@@ -145,10 +148,11 @@ def expand_cells(suite: Suite, registry: Registry, device: str = "cpu") -> list[
                 entry = system.entry.model_copy(update={"params": {**system.entry.params, **override}})
                 where = f"methods[{i}] ({method.entry.label}).system_params.{system.entry.label}"
                 cell_system = resolve_plugin(registry, "systems", entry, where)
+            epochs, budget_s = suite.epochs_for(system.entry), suite.budget_for(system.entry)
             for seed in suite.seeds:
-                key = cell_key(cell_system, method, seed, suite.epochs, device, suite.max_solver_steps)
-                old = legacy_key(cell_system, method, seed, suite.epochs, suite.budget_s, suite.max_solver_steps)
-                cells.append(Cell(cell_system, method, seed, key, old))
+                key = cell_key(cell_system, method, seed, epochs, device, suite.max_solver_steps)
+                old = legacy_key(cell_system, method, seed, epochs, budget_s, suite.max_solver_steps)
+                cells.append(Cell(cell_system, method, seed, key, old, epochs, budget_s))
     return cells
 
 
@@ -194,7 +198,8 @@ def plan_batches(cells: list[Cell]) -> list[list[Cell]]:
     """Split the cells to run into training batches, in first-appearance order.
 
     Seeds of one variant share a batch when the method `batches_seeds`; variants of one method on
-    one system share a batch when their `batch_key()` values are equal and not None. Everything
+    one system share a batch when their `batch_key()` values are equal and not None, and so do
+    entries of one system with equal epochs and budgets. Everything
     else (including cells whose plugins failed to load) runs alone or per variant.
     """
     batches: dict[tuple, list[Cell]] = {}
@@ -209,7 +214,7 @@ def plan_batches(cells: list[Cell]) -> list[list[Cell]]:
             if variant_key is None:
                 key = ("variant", id(cell.system), id(cell.method))
             else:
-                key = ("shared", cell.system.name, cell.method.name, variant_key)
+                key = ("shared", cell.system.name, cell.method.name, variant_key, cell.epochs, cell.budget_s)
         batches.setdefault(key, []).append(cell)
     return list(batches.values())
 
@@ -312,7 +317,7 @@ class Runner:
         checkpoints = {} if self.checkpoint_every_s is None else {
             "checkpoint_dir": str(self.store.folder / "checkpoints"), "checkpoint_every_s": self.checkpoint_every_s}
         jobs = [
-            BatchJob(suite.epochs, suite.budget_s, batch, self.device, self.cache_dir, self.metric_classes,
+            BatchJob(batch[0].epochs, batch[0].budget_s, batch, self.device, self.cache_dir, self.metric_classes,
                      metric_params={name: entry.params for name, entry in suite.metrics.items()},
                      metric_revisions=self.metric_revisions,
                      verbose=self.verbose, torch_threads=threads, grace_s=self.grace_s,
@@ -338,7 +343,7 @@ class Runner:
         """Keys of finished cells to compute again: `timeout` cells that ran under a smaller budget
         than the suite's, and with `rerun_stale` cells computed by code that has changed since."""
         records = self.store.get_many(c.key for c in finished)
-        again = {c.key for c in finished if rerun_for_budget(records[c.key], suite.budget_s)}
+        again = {c.key for c in finished if rerun_for_budget(records[c.key], c.budget_s)}
         if self.rerun_stale:
             again |= {c.key for c in finished if c.is_stale(records[c.key])}
         return again

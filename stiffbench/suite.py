@@ -10,6 +10,7 @@ A suite is a TOML file validated by pydantic (unknown keys are errors):
     name = "hh"
     label = "hh-I15"            # optional section name (default: name); one system may appear
     params = { I_ext = 15 }     # several times under different labels and parameters
+    epochs = 2000               # optional: this entry's epochs and budget_s instead of the suite's
     [[methods]]
     label = "pinode_sr"         # the leaderboard row name
     method = "pinode_sr"        # the registered method
@@ -20,6 +21,7 @@ A suite is a TOML file validated by pydantic (unknown keys are errors):
     params = { tolerance = 1.0 }
     [leaderboard]
     qualitative_summary = true  # the paper's Table 1 summary under each spiking system
+    verdict = { window = "extrapolation" }  # which methods hold on each system (stiffbench.verdict)
     [paper]                     # optional published values shown beside ours
     source = "..."
     [paper.values.hh.extrapolation]          # system label, window
@@ -57,6 +59,8 @@ class SystemEntry(_Strict):
     name: str = Field(min_length=1, description="registered system name")
     label: str = Field("", description="leaderboard section name, unique in the suite (default: name)")
     params: dict[str, Any] = Field(default_factory=dict, description="system parameters")
+    epochs: StrictInt | None = Field(None, gt=0, description="training epochs of this entry's cells (default: the suite's)")
+    budget_s: float | None = Field(None, gt=0, description="wall-clock budget per cell of this entry (default: the suite's)")
 
     @model_validator(mode="after")
     def _default_label(self) -> "SystemEntry":
@@ -89,11 +93,28 @@ class MetricEntry(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the metric's parameters in this suite")
 
 
+class VerdictOptions(_Strict):
+    """The ladder's verdict (stiffbench.verdict): on which systems each method holds."""
+
+    window: str = Field("extrapolation", min_length=1, description="the evaluation window judged")
+    holds: float = Field(0.9, gt=0, le=1, description="median valid fraction at or above which a method holds")
+    fails: float = Field(0.1, ge=0, lt=1, description="median valid fraction below which a method fails")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "VerdictOptions":
+        if self.fails > self.holds:
+            raise ValueError(f"fails ({self.fails:g}) must not exceed holds ({self.holds:g})")
+        return self
+
+
 class LeaderboardOptions(_Strict):
     qualitative_summary: bool = Field(
         False,
         description="render the paper's Table 1 summary (spike F1, limit cycle kept, states in bounds, stable) "
         "under each spiking system",
+    )
+    verdict: VerdictOptions | None = Field(
+        None, description="a paragraph per system on which methods hold, and where each method breaks"
     )
 
 
@@ -167,6 +188,14 @@ class Suite(_Strict):
                     if unknown:
                         raise ValueError(f"paper.values.{system}.{window}: {', '.join(unknown)} not method labels")
         return self
+
+    def epochs_for(self, system: SystemEntry) -> int:
+        """Training epochs of a system entry's cells: its own, else the suite's."""
+        return system.epochs or self.epochs
+
+    def budget_for(self, system: SystemEntry) -> float | None:
+        """Wall-clock budget per cell of a system entry: its own, else the suite's."""
+        return system.budget_s or self.budget_s
 
     def system_params_for(self, method: MethodEntry, system: SystemEntry) -> dict[str, Any]:
         """A variant's overrides for one system entry: those keyed by its label, else by its name."""

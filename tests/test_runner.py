@@ -166,3 +166,35 @@ def test_raising_metric_loses_only_its_keys(tmp_path):
     assert rec.status == "ok" and rec.metrics["extrapolation"]["never"] is None
     assert rec.metrics["extrapolation"]["rmse_x"] == pytest.approx(0.5)
     assert "metric raising_metric failed on extrapolation: ZeroDivisionError: metric bug" in rec.reason
+
+
+def test_system_entries_set_their_own_epochs_and_budget(tmp_path):
+    s = Suite(
+        name="t", seeds=[0], epochs=2,
+        systems=[{"name": "damped_oscillator", "label": "short"},
+                 {"name": "damped_oscillator", "label": "long", "params": {"omega": 3.0}, "epochs": 7},
+                 {"name": "damped_oscillator", "label": "tight", "params": {"omega": 4.0}, "epochs": 1000,
+                  "budget_s": 0.2}],
+        methods=[{"label": "s", "method": "slow"}, {"label": "a", "method": "shared_exact"}],
+    )
+    cells = expand_cells(s, registry())
+    assert [(c.system_label, c.epochs, c.budget_s) for c in cells if c.label == "a"] == [
+        ("short", 2, None), ("long", 7, None), ("tight", 1000, 0.2)]
+    with Store(tmp_path / "res") as store:
+        Runner(registry(), store).run(s, cells)
+        records = store.get_many(c.key for c in cells)
+    by_entry = {(c.system_label, c.label): records[c.key] for c in cells}
+    assert by_entry[("long", "a")].provenance["epochs"] == 7 and by_entry[("short", "a")].provenance["epochs"] == 2
+    assert by_entry[("tight", "s")].status == "timeout" and by_entry[("long", "s")].status == "ok"
+    # entries with different epochs never share a training batch (three single fits) ...
+    assert [call[:2] for call in fake_plugins.CALLS if call[0] == "exact"] == [("exact", "fit")] * 3
+    # ... while entries of one system with equal settings do (one fit_batch of three members)
+    fake_plugins.CALLS.clear()
+    equal = Suite(**{**s.model_dump(), "systems": [{**e, "epochs": None, "budget_s": None} for e in s.model_dump()["systems"]],
+                     "methods": [{"label": "a", "method": "shared_exact"}]})
+    with Store(tmp_path / "res2") as store:
+        Runner(registry(), store).run(equal)
+    assert [call[1] for call in fake_plugins.CALLS] == ["fit_batch"]
+    # the epochs are part of the cell's identity: the same entry under the suite's epochs is another cell
+    same = Suite(**{**s.model_dump(), "systems": [{"name": "damped_oscillator", "label": "long", "params": {"omega": 3.0}}]})
+    assert expand_cells(same, registry())[0].key != next(c.key for c in cells if c.system_label == "long")
