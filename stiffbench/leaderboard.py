@@ -1,7 +1,8 @@
 """Markdown leaderboard of a suite from the store: one table per system entry and evaluation window.
 
 Sections follow the suite's system labels (one system may appear under several labels with
-different parameters); rows are the suite's method labels in suite order; each metric column is
+different parameters); rows are the suite's method labels in suite order (those that run on the
+entry); each metric column is
 "mean ± std" over the seeds whose cell is `ok` and whose value is defined (sample std, ddof=1; a
 lone value has no std). When a metric is defined for fewer ok seeds than the row has, the count
 is appended, e.g. "0.31 ± 0.05 (3/5)". "–" marks a metric undefined for every ok seed. Column
@@ -189,13 +190,13 @@ class Section:
     heading: str = ""
     criteria: SummaryCriteria | None = None
     flagged: set[str] = field(default_factory=set)
+    rows: list[str] = field(default_factory=list)
     samples: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | None = None) -> str:
     """The whole leaderboard document for a suite (`valid_tolerance`: the valid_time metric's
     tolerance, named in the verdict)."""
-    labels = [m.label for m in suite.methods]
     lines = [f"# stiffbench leaderboard: `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description, ""]
@@ -214,12 +215,12 @@ def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | N
         for window in section.windows:
             lines += [f"## {section.label} — {window.name} window [{window.t0:g}, {window.t1:g}]{unit}", ""]
             paper_keys, paper = suite.paper_table(section.label, window.name)
-            lines += [window_table(labels, section.records, window.name, section.key_order, paper, paper_keys,
+            lines += [window_table(section.rows, section.records, window.name, section.key_order, paper, paper_keys,
                                    section.units, sorted(section.flagged)), ""]
         if section.flagged:
             lines += [STALE_NOTE, ""]
         if suite.leaderboard.qualitative_summary and section.criteria is not None:
-            table = qualitative_table(labels, section.records, [w.name for w in section.windows], section.criteria)
+            table = qualitative_table(section.rows, section.records, [w.name for w in section.windows], section.criteria)
             if table:
                 lines += [f"## {section.label} — qualitative summary (the paper's Table 1, from measurements)", "",
                           table, "", qualitative_note(section.criteria), ""]
@@ -242,7 +243,7 @@ def _verdict(suite: Suite, sections: Sequence[Section], tolerance: float | None)
         window = next((w for w in section.windows if w.name == options.window), None)
         if window is not None:
             rungs.append(Rung(section.label, window.name, window.t0, window.t1, section.samples.get(window.name),
-                              section.records))
+                              section.rows, section.records))
     if not rungs:
         return [f"No system of the suite has a `{options.window}` window to judge.", ""]
     if tolerance is None:
@@ -313,6 +314,8 @@ def build(suite: Suite, cells, store, metrics) -> str:
             if cell.system.cls is not None:
                 _describe_section(section, cell.system.cls(cell.system.params), cell, metrics)
         section.expected += 1
+        if cell.label not in section.rows:
+            section.rows.append(cell.label)
         record = records.get(cell.key)
         if record is not None:
             revisions.setdefault((label, cell.label), set()).add(json.dumps(record.provenance.get("code_revision")))

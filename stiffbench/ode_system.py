@@ -19,6 +19,7 @@ its Jacobian, its states (names, units, bounds), its time unit, initial state an
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import inspect
 import os
@@ -197,11 +198,17 @@ class ODESystem(AbstractSystem, KnownPhysics, Bounded, ParametrisedPhysics):
 
     def physics_model(self) -> PhysicsModel:
         """The parameters declared `param(..., fit=(lower, upper))`, and the field with given values
-        for them (the others as this instance has them)."""
+        for them (the others as this instance has them; `functools.cached_property` values derived
+        from the parameters are recomputed from the given ones)."""
         import torch
+
+        derived = [name for klass in type(self).__mro__ for name, attr in vars(klass).items()
+                   if isinstance(attr, functools.cached_property)]
 
         def field_with(values):
             clone = copy.copy(self)
+            for name in derived:  # values cached from this instance's parameters are recomputed from the new ones
+                clone.__dict__.pop(name, None)
             clone.params = self.params.model_copy(update=dict(values))  # tensors: not validated, by design
             return lambda t, z: clone.rhs(t, z, torch)
 

@@ -131,7 +131,8 @@ def resolve_plugin(registry: Registry, kind: str, entry: SystemEntry | MethodEnt
 def expand_cells(suite: Suite, registry: Registry, device: str = "cpu") -> list[Cell]:
     """All cells of the suite in order system x method x seed, with their keys on `device`.
 
-    A method entry's `system_params` override the system's parameters for that variant's cells.
+    A method entry's `system_params` override the system's parameters for that variant's cells;
+    its `systems`, when given, limit the entries it runs on.
     Raises SuiteError for unknown names, bad parameters, and metric settings or published values
     that do not fit the registered metrics and the systems' windows.
     """
@@ -142,6 +143,8 @@ def expand_cells(suite: Suite, registry: Registry, device: str = "cpu") -> list[
     cells = []
     for system in systems:
         for i, method in enumerate(methods):
+            if not suite.runs_on(method.entry, system.entry):
+                continue
             override = suite.system_params_for(method.entry, system.entry)
             cell_system = system
             if override:
@@ -198,8 +201,9 @@ def plan_batches(cells: list[Cell]) -> list[list[Cell]]:
     """Split the cells to run into training batches, in first-appearance order.
 
     Seeds of one variant share a batch when the method `batches_seeds`; variants of one method on
-    one system share a batch when their `batch_key()` values are equal and not None, and so do
-    entries of one system with equal epochs and budgets. Everything
+    one system entry share a batch when their `batch_key()` values are equal and not None. Entries
+    of one system under different labels never do: their protocols (observation times, epochs,
+    budgets) may differ. Everything
     else (including cells whose plugins failed to load) runs alone or per variant.
     """
     batches: dict[tuple, list[Cell]] = {}
@@ -214,7 +218,7 @@ def plan_batches(cells: list[Cell]) -> list[list[Cell]]:
             if variant_key is None:
                 key = ("variant", id(cell.system), id(cell.method))
             else:
-                key = ("shared", cell.system.name, cell.method.name, variant_key, cell.epochs, cell.budget_s)
+                key = ("shared", cell.system_label, cell.method.name, variant_key)
         batches.setdefault(key, []).append(cell)
     return list(batches.values())
 

@@ -17,6 +17,7 @@ A suite is a TOML file validated by pydantic (unknown keys are errors):
     params = { lam = 1.5 }      # optional
     system_params = { hh = { noise_preset = "none" } }   # optional per-variant system overrides,
                                 # keyed by system label, or by name for every entry of that system
+    systems = ["hh-I15"]        # optional: only these system entries (labels or names)
     [metrics.spike_f1]          # optional metric parameters for this suite
     params = { tolerance = 1.0 }
     [leaderboard]
@@ -35,9 +36,9 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +52,16 @@ class SuiteError(ValueError):
     """A suite that cannot be read or does not validate; the message is one line."""
 
 
+def _number_not_text(value: Any) -> Any:
+    if isinstance(value, (str, bool)):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+# Seconds as a TOML number: 300 or 300.0, never "300" or true.
+Seconds = Annotated[float, BeforeValidator(_number_not_text)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,7 +71,7 @@ class SystemEntry(_Strict):
     label: str = Field("", description="leaderboard section name, unique in the suite (default: name)")
     params: dict[str, Any] = Field(default_factory=dict, description="system parameters")
     epochs: StrictInt | None = Field(None, gt=0, description="training epochs of this entry's cells (default: the suite's)")
-    budget_s: float | None = Field(None, gt=0, description="wall-clock budget per cell of this entry (default: the suite's)")
+    budget_s: Seconds | None = Field(None, gt=0, description="wall-clock budget per cell of this entry (default: the suite's)")
 
     @model_validator(mode="after")
     def _default_label(self) -> "SystemEntry":
@@ -127,6 +138,11 @@ class MethodEntry(_Strict):
         description="per-system parameter overrides for this variant's cells, keyed by system name "
         "(e.g. { hh = { noise_preset = 'none' } } for a variant trained without noise)",
     )
+    systems: list[str] = Field(
+        default_factory=list,
+        description="run this variant only on these system entries (labels, or names for every entry of a "
+        "system); empty: on every system of the suite",
+    )
     paper: dict[str, float] = Field(
         default_factory=dict,
         description="deprecated (use [paper.values]): the published value of each key of the suite's "
@@ -139,7 +155,7 @@ class Suite(_Strict):
     description: str = ""
     seeds: list[StrictInt] = Field(min_length=1, description="training seeds; one cell per seed")
     epochs: StrictInt = Field(gt=0, description="training epochs per cell")
-    budget_s: float | None = Field(default=None, gt=0, description="wall-clock budget per cell, seconds")
+    budget_s: Seconds | None = Field(default=None, gt=0, description="wall-clock budget per cell, seconds")
     max_solver_steps: StrictInt | None = Field(
         default=None, gt=0, description="step budget of each adaptive solve in training and forecasting"
     )
@@ -173,6 +189,9 @@ class Suite(_Strict):
             unknown = sorted(set(m.system_params) - set(systems) - names)
             if unknown:
                 raise ValueError(f"method {m.label}: system_params names systems not in the suite: {', '.join(unknown)}")
+            unknown = sorted(set(m.systems) - set(systems) - names)
+            if unknown:
+                raise ValueError(f"method {m.label}: systems names systems not in the suite: {', '.join(unknown)}")
             if m.paper:
                 known = set(self.paper.keys) if self.paper else set()
                 extra = sorted(set(m.paper) - known)
@@ -196,6 +215,10 @@ class Suite(_Strict):
     def budget_for(self, system: SystemEntry) -> float | None:
         """Wall-clock budget per cell of a system entry: its own, else the suite's."""
         return system.budget_s or self.budget_s
+
+    def runs_on(self, method: MethodEntry, system: SystemEntry) -> bool:
+        """Whether a variant has cells on a system entry (its `systems`, by label or name; all when empty)."""
+        return not method.systems or system.label in method.systems or system.name in method.systems
 
     def system_params_for(self, method: MethodEntry, system: SystemEntry) -> dict[str, Any]:
         """A variant's overrides for one system entry: those keyed by its label, else by its name."""

@@ -31,13 +31,14 @@ HOLDS, PARTIAL, FAILS, NA, MISSING = "holds", "partial", "fails", "n/a", "not ru
 @dataclass
 class Rung:
     """One system entry as the verdict sees it: its label, the window, the window's grid samples
-    (None: unknown, the fraction is taken on time) and the cells."""
+    (None: unknown, the fraction is taken on time), the method labels that run on it and the cells."""
 
     label: str
     window: str
     t0: float
     t1: float
     samples: np.ndarray | None
+    methods: list[str] = field(default_factory=list)
     records: list[CellRecord] = field(default_factory=list)
 
 
@@ -69,10 +70,10 @@ class Judgement:
     median: float | None = None
 
 
-def judgements(rung: Rung, labels: Sequence[str], holds: float, fails: float) -> dict[str, Judgement]:
-    """Each method label's verdict on one rung."""
+def judgements(rung: Rung, holds: float, fails: float) -> dict[str, Judgement]:
+    """The verdict of each method that runs on the rung."""
     out = {}
-    for label in labels:
+    for label in rung.methods:
         mine = [r for r in rung.records if r.label == label]
         fractions = [f for f in (valid_fraction(r, rung) for r in mine) if f is not None]
         if not mine:
@@ -86,7 +87,8 @@ def judgements(rung: Rung, labels: Sequence[str], holds: float, fails: float) ->
 
 def render_verdict(rungs: Sequence[Rung], labels: Sequence[str], holds: float, fails: float,
                    tolerance_note: str) -> list[str]:
-    """Markdown lines: one paragraph per system, then where each method breaks."""
+    """Markdown lines: one paragraph per system, then where each method (of `labels`, in that
+    order) breaks, over the systems it runs on."""
     lines = [
         "## Verdict: where each method holds",
         "",
@@ -97,7 +99,7 @@ def render_verdict(rungs: Sequence[Rung], labels: Sequence[str], holds: float, f
         "the medians.",
         "",
     ]
-    table = {rung.label: judgements(rung, labels, holds, fails) for rung in rungs}
+    table = {rung.label: judgements(rung, holds, fails) for rung in rungs}
     for rung in rungs:
         verdicts = table[rung.label]
         parts = []
@@ -112,8 +114,9 @@ def render_verdict(rungs: Sequence[Rung], labels: Sequence[str], holds: float, f
         lines += [f"- **{rung.label}** ({rung.window} window [{rung.t0:g}, {rung.t1:g}]): " + "; ".join(parts) + ".", ""]
     lines += ["Where each method breaks, systems in the suite's order:", ""]
     for label in labels:
-        held = [rung.label for rung in rungs if table[rung.label][label].verdict == HOLDS]
-        broke = next((rung.label for rung in rungs if table[rung.label][label].verdict in (PARTIAL, FAILS)), None)
+        verdicts = [(rung.label, table[rung.label][label].verdict) for rung in rungs if label in table[rung.label]]
+        held = [system for system, verdict in verdicts if verdict == HOLDS]
+        broke = next((system for system, verdict in verdicts if verdict in (PARTIAL, FAILS)), None)
         text = f"holds on {', '.join(held)}" if held else "holds on no system"
         text += f"; first falls short on {broke}" if broke else "; falls short on no system it ran on"
         lines += [f"- **{label}**: {text}.", ""]

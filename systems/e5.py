@@ -102,7 +102,7 @@ class E5(ODESystem):
         return xp.stack([-p1 - p2, d2, d2 - d4, d4], -1)
 
     def jac(self, t, y):
-        p, (y1, y2, y3, y4) = self.params, y
+        p, (y1, y2, y3, _) = self.params, y
         MC = p.M * p.C
         return np.array([
             [-p.A - p.B * y3, 0.0, -p.B * y1, 0.0],

@@ -41,6 +41,7 @@ from stiffbench.api import (
     GaussianNoise,
     ODESystem,
     Oscillating,
+    param,
     Protocol,
     ReferenceSolver,
     Spiking,
@@ -90,14 +91,14 @@ class HindmarshRose(ODESystem, Spiking, Oscillating):
     class Params(windowed_params(
         t_train=505.0, extrapolation=(505.0, 3030.0), long=(3030.0, 10100.0), dt=0.1,
         noise=0.02, noise_help="noise std as a fraction of each state's std")):
-        a: float = Field(1.0, description="cubic coefficient of dx/dt")
-        b: float = Field(3.0, description="quadratic coefficient of dx/dt")
-        c: float = Field(1.0, description="constant term of dy/dt")
-        d: float = Field(5.0, description="quadratic coefficient of dy/dt")
-        s: float = Field(4.0, description="coupling of x into the adaptation z")
+        a: float = param(1.0, fit=(0.5, 2.0), description="cubic coefficient of dx/dt")
+        b: float = param(3.0, fit=(1.5, 6.0), description="quadratic coefficient of dx/dt")
+        c: float = param(1.0, fit=(0.5, 2.0), description="constant term of dy/dt")
+        d: float = param(5.0, fit=(2.5, 10.0), description="quadratic coefficient of dy/dt")
+        s: float = param(4.0, fit=(2.0, 8.0), description="coupling of x into the adaptation z")
         x_R: float = Field(-1.6, description="resting x of the adaptation's target s (x - x_R)")
-        r: float = Field(0.001, gt=0, description="time-scale ratio of z (small r: slow z, stiff)")
-        I: float = Field(3.0, description="applied current")
+        r: float = param(0.001, fit=(0.0003, 0.003), gt=0, description="time-scale ratio of z (small r: slow z, stiff)")
+        I: float = param(3.0, fit=(2.0, 4.0), description="applied current")
         y0: tuple[float, float, float] = Field((-0.924, -3.606, 2.7038),
                                                description="initial state (x, y, z) at t=0")
 

@@ -43,6 +43,7 @@ from pydantic import Field
 from stiffbench.api import (
     LogNormalNoise,
     ODESystem,
+    param,
     Protocol,
     ReferenceSolver,
     State,
@@ -86,16 +87,16 @@ class Hires(ODESystem):
         t_train=32.18122, extrapolation=(32.18122, T_END), long=(T_END, 1000.0), t_first=1e-3, n_observations=50,
         dt=0.5, dt_help="step of the grid after t = 10",
         noise=0.01, noise_help="log-normal noise level (std of log)")):
-        k1: float = Field(1.71, gt=0, description="Pr -> Pfr in every form (y1->y2, y3->y4, y5->y6)")
-        k2: float = Field(0.43, gt=0, description="Pfr -> Pr in every form (y2->y1, y4->y3, y6->y5, y7->y5+y8)")
-        k3: float = Field(8.32, gt=0, description="Pfr -> PfrX (y2->y4)")
-        k4: float = Field(0.69, gt=0, description="loss rate of PfrX besides k2 (its gain in PfrX2 is k8 y4)")
-        k5: float = Field(0.035, gt=0, description="PrX2 -> PrX (y5->y3)")
-        k6: float = Field(8.32, gt=0, description="PrX -> Pr (y3->y1)")
-        k7: float = Field(280.0, gt=0, description="PfrX2 + E -> PfrX2E (y6+y8->y7)")
-        k8: float = Field(0.69, gt=0, description="PfrX -> PfrX2 gain (y4) and PfrX2E -> PfrX2 + E (y7->y6+y8)")
-        k9: float = Field(0.69, gt=0, description="PfrX2E -> E (y7->y8), the only loss of y1+...+y7")
-        oks: float = Field(0.0007, ge=0, description="constant synthesis of Pr (source of y1)")
+        k1: float = param(1.71, fit=(0.4275, 6.84), gt=0, description="Pr -> Pfr in every form (y1->y2, y3->y4, y5->y6)")
+        k2: float = param(0.43, fit=(0.1075, 1.72), gt=0, description="Pfr -> Pr in every form (y2->y1, y4->y3, y6->y5, y7->y5+y8)")
+        k3: float = param(8.32, fit=(2.08, 33.28), gt=0, description="Pfr -> PfrX (y2->y4)")
+        k4: float = param(0.69, fit=(0.1725, 2.76), gt=0, description="loss rate of PfrX besides k2 (its gain in PfrX2 is k8 y4)")
+        k5: float = param(0.035, fit=(0.00875, 0.14), gt=0, description="PrX2 -> PrX (y5->y3)")
+        k6: float = param(8.32, fit=(2.08, 33.28), gt=0, description="PrX -> Pr (y3->y1)")
+        k7: float = param(280.0, fit=(70, 1120), gt=0, description="PfrX2 + E -> PfrX2E (y6+y8->y7)")
+        k8: float = param(0.69, fit=(0.1725, 2.76), gt=0, description="PfrX -> PfrX2 gain (y4) and PfrX2E -> PfrX2 + E (y7->y6+y8)")
+        k9: float = param(0.69, fit=(0.1725, 2.76), gt=0, description="PfrX2E -> E (y7->y8), the only loss of y1+...+y7")
+        oks: float = param(0.0007, fit=(0.000175, 0.0028), ge=0, description="constant synthesis of Pr (source of y1)")
         y0: tuple[float, float, float, float, float, float, float, float] = Field(
             (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057), description="initial concentrations at t=0")
 

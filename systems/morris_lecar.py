@@ -199,13 +199,13 @@ class MorrisLecar(ODESystem, Spiking, Oscillating):
     class Params(ODEParams):
         regime: Regime = Field("class2", description="parameter set: class2 (Hopf onset) or class1 (SNIC onset)")
         C: float = Field(20.0, gt=0, description="membrane capacitance (uF/cm^2)")
-        g_L: float = Field(2.0, ge=0, description="leak conductance (mS/cm^2)")
-        g_K: float = Field(8.0, ge=0, description="maximal K+ conductance (mS/cm^2)")
+        g_L: float = param(2.0, fit=(0.5, 8.0), ge=0, description="leak conductance (mS/cm^2)")
+        g_K: float = param(8.0, fit=(2.0, 32.0), ge=0, description="maximal K+ conductance (mS/cm^2)")
         g_Ca: Optional[float] = Field(None, ge=0, description="maximal Ca2+ conductance (mS/cm^2); default: "
                                                               "the regime's (class1 4.0, class2 4.4)")
-        E_L: float = Field(-60.0, description="leak reversal potential (mV)")
-        E_K: float = Field(-84.0, description="K+ reversal potential (mV)")
-        E_Ca: float = Field(120.0, description="Ca2+ reversal potential (mV)")
+        E_L: float = param(-60.0, fit=(-80.0, -40.0), description="leak reversal potential (mV)")
+        E_K: float = param(-84.0, fit=(-100.0, -70.0), description="K+ reversal potential (mV)")
+        E_Ca: float = param(120.0, fit=(100.0, 140.0), description="Ca2+ reversal potential (mV)")
         V1: float = Field(-1.2, description="half-activation voltage of m_inf (mV)")
         V2: float = Field(18.0, gt=0, description="slope scale of m_inf (mV)")
         V3: Optional[float] = Field(None, description="half-activation voltage of w_inf (mV); default: the "

@@ -32,6 +32,7 @@ from stiffbench.api import (
     LogNormalNoise,
     ODESystem,
     Oscillating,
+    param,
     Protocol,
     ReferenceSolver,
     State,
@@ -71,9 +72,9 @@ class Oregonator(ODESystem, Oscillating):
         t_train=360.0, extrapolation=(360.0, 1000.0), long=(1000.0, 3000.0),
         dt=0.1, dt_help="step of the grid and of the observations",
         noise=0.01, noise_help="log-normal noise level (std of log)")):
-        s: float = Field(77.27, gt=0, description="time-scale ratio s (the Test Set's 77.27)")
-        w: float = Field(0.161, gt=0, description="relaxation rate w of y3")
-        q: float = Field(8.375e-6, gt=0, description="quadratic self-reaction coefficient q of y1")
+        s: float = param(77.27, fit=(10.0, 300.0), gt=0, description="time-scale ratio s (the Test Set's 77.27)")
+        w: float = param(0.161, fit=(0.05, 0.5), gt=0, description="relaxation rate w of y3")
+        q: float = param(8.375e-6, fit=(1e-6, 1e-4), gt=0, description="quadratic self-reaction coefficient q of y1")
         y0: tuple[float, float, float] = Field((1.0, 2.0, 3.0), description="initial state at t=0")
 
 
@@ -83,7 +84,7 @@ class Oregonator(ODESystem, Oscillating):
         return xp.stack([p.s * (y2 - y1 * y2 + y1 - p.q * y1**2), (-y2 - y1 * y2 + y3) / p.s, p.w * (y1 - y3)], -1)
 
     def jac(self, t, y):
-        p, (y1, y2, y3) = self.params, y
+        p, (y1, y2, _) = self.params, y
         return np.array([
             [p.s * (1 - y2 - 2 * p.q * y1), p.s * (1 - y1), 0.0],
             [-y2 / p.s, -(1 + y1) / p.s, 1 / p.s],

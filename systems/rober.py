@@ -66,7 +66,7 @@ class Robertson(ODESystem):
         return xp.stack([-p.k1 * y1 + p.k3 * y2 * y3, p.k1 * y1 - p.k2 * y2**2 - p.k3 * y2 * y3, p.k2 * y2**2], -1)
 
     def jac(self, t, y):
-        p, (y1, y2, y3) = self.params, y
+        p, (_, y2, y3) = self.params, y
         return np.array([
             [-p.k1, p.k3 * y3, p.k3 * y2],
             [p.k1, -2 * p.k2 * y2 - p.k3 * y3, -p.k3 * y2],

@@ -62,9 +62,9 @@ def test_identifies_hh_from_one_noisy_spike(session_cache):
 
 
 def test_needs_declared_fittable_parameters():
-    from stiffbench_systems.hires import Hires
+    from stiffbench_systems.pollu import Pollution
 
     assert HodgkinHuxley().has_capability(ParametrisedPhysics)
     assert set(HodgkinHuxley().physics_model().ranges) == {"g_Na", "g_K", "g_L", "E_Na", "E_K", "E_L"}
-    assert not Hires().has_capability(ParametrisedPhysics)
-    assert "no parameter of hires is declared fittable" in Hires().lacks(ParametrisedPhysics)
+    assert not Pollution().has_capability(ParametrisedPhysics)
+    assert "no parameter of pollu is declared fittable" in Pollution().lacks(ParametrisedPhysics)

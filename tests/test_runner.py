@@ -186,15 +186,43 @@ def test_system_entries_set_their_own_epochs_and_budget(tmp_path):
     by_entry = {(c.system_label, c.label): records[c.key] for c in cells}
     assert by_entry[("long", "a")].provenance["epochs"] == 7 and by_entry[("short", "a")].provenance["epochs"] == 2
     assert by_entry[("tight", "s")].status == "timeout" and by_entry[("long", "s")].status == "ok"
-    # entries with different epochs never share a training batch (three single fits) ...
+    # entries under different labels never share a training batch: three single fits
     assert [call[:2] for call in fake_plugins.CALLS if call[0] == "exact"] == [("exact", "fit")] * 3
-    # ... while entries of one system with equal settings do (one fit_batch of three members)
-    fake_plugins.CALLS.clear()
-    equal = Suite(**{**s.model_dump(), "systems": [{**e, "epochs": None, "budget_s": None} for e in s.model_dump()["systems"]],
-                     "methods": [{"label": "a", "method": "shared_exact"}]})
-    with Store(tmp_path / "res2") as store:
-        Runner(registry(), store).run(equal)
-    assert [call[1] for call in fake_plugins.CALLS] == ["fit_batch"]
     # the epochs are part of the cell's identity: the same entry under the suite's epochs is another cell
     same = Suite(**{**s.model_dump(), "systems": [{"name": "damped_oscillator", "label": "long", "params": {"omega": 3.0}}]})
     assert expand_cells(same, registry())[0].key != next(c.key for c in cells if c.system_label == "long")
+
+
+def test_entries_of_one_system_with_other_protocols_train_apart():
+    """fhn under two training windows: the neural ODE's batch needs shared observation times, so
+    the two entries' cells must not share a batch."""
+    from stiffbench.runner import plan_batches
+
+    s = Suite(name="t", seeds=[0, 1], epochs=1,
+              systems=[{"name": "fhn", "label": "fhn-3T", "params": {"t_train": 120.0, "extrapolation": (120.0, 360.0)}},
+                       {"name": "fhn"}],
+              methods=[{"label": "a", "method": "vanilla_node"}, {"label": "b", "method": "vanilla_node",
+                                                                  "params": {"normalise": False}}])
+    batches = plan_batches(expand_cells(s, Registry()))
+    assert [sorted({c.system_label for c in b}) for b in batches] == [["fhn-3T"], ["fhn"]]
+    assert [len(b) for b in batches] == [4, 4]  # both variants' seeds of each entry together
+
+
+def test_a_variant_runs_only_on_the_systems_it_names(tmp_path):
+    from stiffbench import leaderboard
+    from stiffbench.runner import metric_instances
+
+    s = Suite(name="t", seeds=[0], epochs=1,
+              systems=[{"name": "damped_oscillator", "label": "one"},
+                       {"name": "damped_oscillator", "label": "two", "params": {"omega": 3.0}}],
+              methods=[{"label": "everywhere", "method": "exact"},
+                       {"label": "only-two", "method": "exact", "params": {"offset": 1.0}, "systems": ["two"]}])
+    cells = expand_cells(s, registry())
+    assert [(c.system_label, c.label) for c in cells] == [("one", "everywhere"), ("two", "everywhere"), ("two", "only-two")]
+    with Store(tmp_path / "res") as store:
+        Runner(registry(), store).run(s, cells)
+        board = leaderboard.build(s, cells, store, metric_instances(registry(), s))
+    one, two = board.split("## two")[0], board.split("## two")[1]
+    assert "| only-two" not in one and "| only-two" in two and "not in the store" not in board
+    with pytest.raises(ValueError, match="method only-two: systems names systems not in the suite: three"):
+        Suite(**{**s.model_dump(), "methods": [{"label": "only-two", "method": "exact", "systems": ["three"]}]})

@@ -15,7 +15,8 @@ def rec(label, seed, valid, status="ok", window="extrapolation"):
 
 def uniform_rung(records=()):
     # samples 10, 11, ..., 20: ten intervals after the first sample
-    return Rung("sys", "extrapolation", 10.0, 20.0, np.arange(10.0, 21.0), list(records))
+    return Rung("sys", "extrapolation", 10.0, 20.0, np.arange(10.0, 21.0), sorted({r.label for r in records}),
+                list(records))
 
 
 def test_valid_fraction_on_a_uniform_grid():
@@ -48,7 +49,8 @@ def test_judge_by_the_median():
 def test_judgements_name_na_and_missing_rows():
     rung = uniform_rung([rec("good", 0, 10.0), rec("good", 1, 9.5), rec("bad", 0, 0.3),
                          rec("none", 0, None, status="n/a")])
-    out = judgements(rung, ["good", "bad", "none", "absent"], 0.9, 0.1)
+    rung.methods = ["good", "bad", "none", "absent"]
+    out = judgements(rung, 0.9, 0.1)
     assert out["good"].verdict == HOLDS and out["good"].median == pytest.approx(0.95)
     assert out["bad"].verdict == FAILS and out["bad"].median == 0.0
     assert out["none"].verdict == NA and out["absent"].verdict == MISSING
@@ -56,12 +58,16 @@ def test_judgements_name_na_and_missing_rows():
 
 def test_rendered_verdict_names_where_each_method_breaks():
     easy = uniform_rung([rec("a", 0, 10.0), rec("b", 0, 10.0)])
-    hard = Rung("hard", "extrapolation", 10.0, 20.0, np.arange(10.0, 21.0), [rec("a", 0, 10.0), rec("b", 0, 5.0)])
-    text = "\n".join(render_verdict([easy, hard], ["a", "b"], 0.9, 0.1, "valid_time"))
+    hard = Rung("hard", "extrapolation", 10.0, 20.0, np.arange(10.0, 21.0), ["a", "b"],
+                [rec("a", 0, 10.0), rec("b", 0, 5.0)])
+    only_c = Rung("other", "extrapolation", 0.0, 1.0, None, ["c"], [rec("c", 0, 0.0)])
+    text = "\n".join(render_verdict([easy, hard, only_c], ["a", "b", "c"], 0.9, 0.1, "valid_time"))
     assert "- **sys** (extrapolation window [10, 20]): holds: a (1.00), b (1.00)." in text
     assert "- **hard** (extrapolation window [10, 20]): holds: a (1.00); partial: b (0.50)." in text
     assert "- **a**: holds on sys, hard; falls short on no system it ran on." in text
     assert "- **b**: holds on sys; first falls short on hard." in text
+    assert "- **other** (extrapolation window [0, 1]): fails: c (0.00)." in text  # a and b do not run there
+    assert "- **c**: holds on no system; first falls short on other." in text
 
 
 def test_suite_verdict_options_validate(tmp_path):
