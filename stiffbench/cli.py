@@ -7,7 +7,11 @@ code 2, never a traceback. Progress goes to stderr; results (tables, JSON) to st
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
+import os
+import platform
+import shlex
 import signal
 import sys
 import threading
@@ -151,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)  # clean up child processes as on Ctrl-C
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"stiffbench: error: {exc}", file=sys.stderr)
@@ -311,6 +316,7 @@ def _write_leaderboard(args, suite, cells, store, metrics) -> Path:
 def cmd_run(args) -> int:
     from .executors import make_executor
     from .runner import Runner
+    from .store import RunRecord
     from .suite import SuiteError
 
     if args.scheduler and args.executor != "dask":
@@ -328,9 +334,14 @@ def cmd_run(args) -> int:
                             announce=lambda msg: print(msg, flush=True),
                             checkpoint_every_s=args.checkpoint_every or None,
                             take_over_claims=args.take_over_claims, rerun_stale=args.rerun_stale)
+        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         report = runner.run(suite, cells)
     finally:
         executor.close()
+    if report.to_run:
+        store.add_run(RunRecord(suite.name, started, shlex.join(["stiffbench", *args.argv]), report.total, report.to_run,
+                                round(report.wall_s, 1), round(report.peak_rss_mb, 1), args.executor, executor.workers,
+                                f"{platform.machine()}, {os.cpu_count()} CPUs"))
     path = _write_leaderboard(args, suite, report.cells, store, _metrics(registry, suite))
     print(f"suite {suite.name}: {report.to_run} cell(s) run in {report.wall_s:.1f} s wall "
           f"({args.executor} executor, {executor.workers} worker(s)), peak RSS {report.peak_rss_mb:.0f} MiB; "

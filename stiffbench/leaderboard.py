@@ -9,7 +9,8 @@ is appended, e.g. "0.31 ± 0.05 (3/5)". "–" marks a metric undefined for every
 headers carry the unit the system gives the key (e.g. "phase_drift (ms)"); a metric that does
 not apply to a system has no column there. `ok/total` counts ok cells over all cells of the
 row; `train s` is the mean training wall time per cell. A footer gives the provenance (versions,
-devices, seeds, epochs, date) and the reason of every cell that is not ok. Stores written with
+devices, seeds, epochs, date), the runs recorded in the store that computed the suite's cells
+(command, wall time, peak RSS) and the reason of every cell that is not ok. Stores written with
 a metric's former key names render under the current names (`AbstractMetric.former_keys`).
 """
 
@@ -28,12 +29,13 @@ from tabulate import tabulate
 from .api import AbstractSystem, Spiking, Window
 from .ode_system import ODESystem
 from .scoring import has_bounds
-from .store import CellRecord
+from .store import CellRecord, RunRecord
 from .suite import Suite
 from .verdict import KEY as VALID_TIME, Rung, render_verdict
 
 DASH = "–"
 STALE_MARK = "†"
+RUNS_SHOWN = 5  # the footer lists a suite's last runs that computed cells
 STALE_NOTE = (f"{STALE_MARK} Some cells of this row were computed by code that has changed since, or by different "
               "code revisions: `stiffbench run --rerun-stale` recomputes the stale ones.")
 
@@ -194,9 +196,10 @@ class Section:
     samples: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | None = None) -> str:
+def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | None = None,
+           runs: Sequence[RunRecord] = ()) -> str:
     """The whole leaderboard document for a suite (`valid_tolerance`: the valid_time metric's
-    tolerance, named in the verdict)."""
+    tolerance, named in the verdict; `runs`: the recorded runs of the suite, listed in the footer)."""
     lines = [f"# stiffbench leaderboard: `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description, ""]
@@ -232,7 +235,7 @@ def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | N
     if suite.paper:
         lines += [f"Columns marked (paper): {suite.paper.source}; \"–\" there is the paper's dash "
                   "(failure, no meaningful value)." + (f" {suite.paper.note}" if suite.paper.note else ""), ""]
-    lines += _footer(suite, all_records)
+    lines += _footer(suite, all_records, runs)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -252,7 +255,7 @@ def _verdict(suite: Suite, sections: Sequence[Section], tolerance: float | None)
     return render_verdict(rungs, [m.label for m in suite.methods], options.holds, options.fails, note)
 
 
-def _footer(suite: Suite, records: Sequence[CellRecord]) -> list[str]:
+def _footer(suite: Suite, records: Sequence[CellRecord], runs: Sequence[RunRecord] = ()) -> list[str]:
     def distinct(key: str) -> str:
         values = sorted({str(r.provenance.get(key)) for r in records if r.provenance.get(key) is not None})
         return ", ".join(values) or DASH
@@ -279,6 +282,12 @@ def _footer(suite: Suite, records: Sequence[CellRecord]) -> list[str]:
         f"- cells computed: {created[0] if created else DASH} to {created[-1] if created else DASH}; "
         f"rendered: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}",
     ]
+    for run in runs[-RUNS_SHOWN:]:
+        lines.append(f"- run {run.started}: `{run.command}`: {run.cells_run} of {run.cells_total} cells in "
+                     f"{run.wall_s:.0f} s wall, peak RSS {run.peak_rss_mb:.0f} MiB ({run.executor} executor, "
+                     f"{run.workers} worker(s); {run.machine})")
+    if len(runs) > RUNS_SHOWN:
+        lines.append(f"- ({len(runs) - RUNS_SHOWN} earlier run(s) recorded in the store)")
     problems = [r for r in records if r.status != "ok" or r.reason]
     if problems:
         lines += ["", "### Cells not ok, and warnings", ""]
@@ -328,7 +337,7 @@ def build(suite: Suite, cells, store, metrics) -> str:
         if len(recorded - {"null"}) > 1:  # cells of one row from different revisions
             sections[label].flagged.add(row)
     valid_time = next((m for m in metrics if m.name == VALID_TIME), None)
-    return render(suite, list(sections.values()), valid_time.params.tolerance if valid_time else None)
+    return render(suite, list(sections.values()), valid_time.params.tolerance if valid_time else None, store.runs(suite.name))
 
 
 def _describe_section(section: Section, system: AbstractSystem, cell, metrics) -> None:

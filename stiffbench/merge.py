@@ -231,9 +231,9 @@ def check_target(location) -> str:
 
 
 def write_merged(plan: Plan, rows: dict, sources: dict, location, target: str) -> int:
-    """Write the planned rows and forecasts into the store at `location`; returns the number of
-    cells copied without a forecast. A new or empty folder is built under a temporary name and
-    renamed when complete."""
+    """Write the planned rows and forecasts, and both stores' recorded runs, into the store at
+    `location`; returns the number of cells copied without a forecast. A new or empty folder is
+    built under a temporary name and renamed when complete."""
     from .store import Store
 
     final = Path(location)
@@ -255,6 +255,8 @@ def write_merged(plan: Plan, rows: dict, sources: dict, location, target: str) -
                 if forecast is None and lost:
                     without_forecast += 1
                 merged.put(dataclasses.replace(record, forecast_sha256=None), forecast)
+            for run in sorted(set(sources["a"].runs()) | set(sources["b"].runs()), key=lambda run: run.started):
+                merged.add_run(run)
         if build != final:
             if final.exists():
                 final.rmdir()  # checked empty above

@@ -21,7 +21,7 @@ import json
 import os
 import socket
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -52,6 +52,18 @@ CREATE TABLE IF NOT EXISTS cells (
     provenance TEXT NOT NULL,
     forecast_sha256 TEXT,
     created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    suite TEXT NOT NULL,
+    started TEXT NOT NULL,
+    command TEXT NOT NULL,
+    cells_total INTEGER NOT NULL,
+    cells_run INTEGER NOT NULL,
+    wall_s REAL NOT NULL,
+    peak_rss_mb REAL NOT NULL,
+    executor TEXT NOT NULL,
+    workers INTEGER NOT NULL,
+    machine TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
@@ -88,6 +100,25 @@ class CellRecord:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One `stiffbench run` that computed cells: the command, when it started (UTC, ISO 8601), how
+    many of the suite's cells it ran, its wall time (s), the peak resident memory of the runner and
+    its finished workers (MiB), the executor, the number of workers and the machine (platform,
+    processor count)."""
+
+    suite: str
+    started: str
+    command: str
+    cells_total: int
+    cells_run: int
+    wall_s: float
+    peak_rss_mb: float
+    executor: str
+    workers: int
+    machine: str
 
 
 class Store:
@@ -247,6 +278,17 @@ class Store:
     def release(self, keys: Iterable[str], owner: str) -> None:
         """Drop this owner's claims on keys."""
         self._conn.executemany("DELETE FROM claims WHERE key=? AND owner=?", [(k, owner) for k in keys])
+
+    def add_run(self, run: RunRecord) -> None:
+        """Record a run (the leaderboard's footer lists a suite's runs)."""
+        with self._conn:
+            self._conn.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(run))
+
+    def runs(self, suite: str | None = None) -> list[RunRecord]:
+        """The recorded runs of a suite (None: of every suite), oldest first."""
+        where, args = ("WHERE suite = ?", (suite,)) if suite is not None else ("", ())
+        rows = self._conn.execute(f"SELECT * FROM runs {where} ORDER BY started", args).fetchall()
+        return [RunRecord(*row) for row in rows]
 
     def forecast_path(self, key: str) -> Path:
         return self.forecast_dir / f"{key}.npz"

@@ -16,7 +16,7 @@ import fake_plugins
 from stiffbench import cli, export, leaderboard, merge
 from stiffbench.registry import PluginSpec
 from stiffbench.runner import Runner, expand_cells, metric_instances
-from stiffbench.store import CellRecord, Store
+from stiffbench.store import CellRecord, RunRecord, Store
 from stiffbench.suite import load_suite
 
 try:
@@ -254,6 +254,11 @@ def test_merge_disjoint_real_runs_then_leaderboard(tmp_path, capsys):
     run_suite(b, write_suite(tmp_path / "sb.toml", [("b", "exact", 1.0)]))
     with Store(a) as store:  # a claim left by a killed run is not copied
         store.claim(["unfinished-key"], "someone-else")
+    runs = [RunRecord("sa", "2026-01-02T00:00:00+00:00", "stiffbench run --suite sa.toml", 2, 2, 1.5, 300.0, "serial", 1, "x86_64, 2 CPUs"),
+            RunRecord("sb", "2026-01-01T00:00:00+00:00", "stiffbench run --suite sb.toml", 2, 2, 2.5, 310.0, "serial", 1, "x86_64, 2 CPUs")]
+    for location, run in zip((a, b), runs):
+        with Store(location) as store:
+            store.add_run(run)
     code, out, err = run_cli(merge, [a, b, "--into", c], capsys)
     assert code == 0, err
     assert out.strip().splitlines()[-1] == f"merged 4 cells (A: 2, B: 2, both: 0, conflicts resolved: 0) into {c}"
@@ -268,6 +273,8 @@ def test_merge_disjoint_real_runs_then_leaderboard(tmp_path, capsys):
             got, want = sc.load_forecast(rec), source.load_forecast(original)
             assert got is not None and np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     assert sqlite3.connect(c / "store.sqlite").execute("SELECT COUNT(*) FROM claims").fetchone() == (0,)
+    with Store(c) as store:  # both stores' runs, oldest first
+        assert store.runs() == runs[::-1] and store.runs("sa") == runs[:1]
     assert not [p for p in tmp_path.iterdir() if ".merging-" in p.name]
 
     # the leaderboard of a suite with both variants renders the union

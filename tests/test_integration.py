@@ -73,8 +73,15 @@ def test_run_resume_and_add_plugin(tmp_path):
     assert "bound_violation" in board.splitlines()[board.splitlines().index("## hh — long window [30, 40] ms") + 2]
     assert (tmp_path / "stiffbench-results" / "store.sqlite").exists()
 
+    # the footer records the run that computed the cells: command, cells, wall time, peak RSS
+    run_lines = [line for line in board.splitlines() if line.startswith("- run ")]
+    assert len(run_lines) == 1 and f"`stiffbench run --suite {suite}`: 2 of 2 cells in " in run_lines[0]
+    assert "s wall, peak RSS " in run_lines[0] and "MiB (process executor, " in run_lines[0]
+
     again = cli(tmp_path, "run", "--suite", str(suite))
     assert again.returncode == 0 and "cells: 2 total, 2 cached, 0 to run" in again.stdout
+    board = (tmp_path / "leaderboard" / "demo.md").read_text()
+    assert [line for line in board.splitlines() if line.startswith("- run ")] == run_lines  # nothing ran: no record
 
     site = tmp_path / "site"
     make_plugin_distribution(site)
