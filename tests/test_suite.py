@@ -78,8 +78,13 @@ def test_paper_values_must_use_declared_keys(tmp_path):
         load_suite(write(tmp_path, bad))
 
 
-@pytest.mark.parametrize(("name", "n_variants"), [("quick", 3), ("paper", 15), ("paper-ablations", 9)])
-def test_builtin_suites_expand_into_valid_cells(name, n_variants):
+@pytest.mark.parametrize(("name", "n_variants", "n_pairs"), [
+    ("quick", 3, 3), ("smoke", 3, 12), ("paper", 17, 17), ("paper-ablations", 9, 9),
+    # 14 system entries x 4 learning methods, physics_fit on the 10 fhn, vdp, ML, HR and HH entries,
+    # its stiff variant on the 6 stiff ones
+    ("ladder", 6, 14 * 4 + 10 + 6),
+])
+def test_builtin_suites_expand_into_valid_cells(name, n_variants, n_pairs):
     """Every variant of every built-in suite validates against its plugins' parameters."""
     from stiffbench.registry import Registry
     from stiffbench.runner import expand_cells
@@ -87,7 +92,7 @@ def test_builtin_suites_expand_into_valid_cells(name, n_variants):
     suite = load_suite(name)
     cells = expand_cells(suite, Registry())
     assert len({c.label for c in cells}) == n_variants
-    assert len(cells) == n_variants * len(suite.seeds) and len({c.key for c in cells}) == len(cells)
+    assert len(cells) == n_pairs * len(suite.seeds) and len({c.key for c in cells}) == len(cells)
 
 
 @pytest.mark.parametrize("params, fragment", [
