@@ -1,10 +1,9 @@
 """Markdown leaderboard of a suite from the store: one table per system entry and evaluation window.
 
 Sections follow the suite's system labels (one system may appear under several labels with
-different parameters); rows are the suite's method labels in suite order (those that run on the
-entry); each metric column is
-"mean ± std" over the seeds whose cell is `ok` and whose value is defined (sample std, ddof=1; a
-lone value has no std). When a metric is defined for fewer ok seeds than the row has, the count
+different parameters); rows are the suite's method labels that run on the entry, in suite order;
+each metric column is "mean ± std" over the seeds whose cell is `ok` and whose value is defined
+(sample std, ddof=1; a lone value has no std). When a metric is defined for fewer ok seeds than the row has, the count
 is appended, e.g. "0.31 ± 0.05 (3/5)". "–" marks a metric undefined for every ok seed. Column
 headers carry the unit the system gives the key (e.g. "phase_drift (ms)"); a metric that does
 not apply to a system has no column there. `ok/total` counts ok cells over all cells of the
