@@ -335,7 +335,12 @@ class AbstractSystem(AbstractPlugin):
 
 
 class AbstractModel(ABC):
-    """A trained model (for one or several seeds) that forecasts from the task's initial state."""
+    """A trained model (for one or several seeds) that forecasts from the task's initial state.
+
+    Optional attributes, stored as each cell's training curve (`stiffbench.curves`) and drawn by
+    `stiffbench plot`: `loss_history`, an array (epochs run, n_models) of the training loss per
+    epoch, and `loss_terms`, {term name: array (epochs run, n_models)} of the loss's parts.
+    """
 
     @abstractmethod
     def forecast(self, t: np.ndarray) -> np.ndarray:

@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="system parameter (repeatable)")
 
     for name, helptext in (("run", "run a suite's missing cells and write its leaderboard"),
-                           ("leaderboard", "re-render a suite's leaderboard from the store")):
+                           ("leaderboard", "re-render a suite's leaderboard from the store"),
+                           ("plot", "draw a suite's figures from its store (forecasts, cost vs accuracy, training "
+                                    "curves) and link them from its leaderboard")):
         p = add(name, help=helptext)
         p.add_argument("--suite", default="quick", help="built-in suite name or TOML path (default: quick)")
         p.add_argument("--store", default="stiffbench-results", help="results folder or .sqlite file")
@@ -122,14 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--strict", action="store_true",
                            help="exit 1 if any cell of the suite is not ok, diverged or n/a (for CI)")
             p.add_argument("--quiet", action="store_true", help="no progress lines")
+            p.add_argument("--progress", default="auto", choices=["auto", "bar", "lines"],
+                           help="bar: a live display (a bar over the cells, one per running batch over its epochs); "
+                                "lines: plain lines, as in CI logs; auto (default): bar when stderr is a terminal; "
+                                "--quiet shows neither")
             p.add_argument("--take-over-claims", action="store_true",
                            help="run cells that another run has claimed in the store (claims from another host "
                                 "cannot be checked; use when no other run is using this store)")
             p.add_argument("--checkpoint-every", type=_non_negative_float, default=120.0, metavar="SECONDS",
                            help="save each training batch's state this often under <store>/checkpoints, so that an "
                                 "interrupted run resumes it (default: 120; 0: never)")
-        else:
+            p.add_argument("--plots", action="store_true", help="also draw the suite's figures (as `stiffbench plot`)")
+        elif name == "leaderboard":
             p.add_argument("--rescore", action="store_true", help="recompute metrics from stored forecasts")
+        else:
+            p.add_argument("--out", help="figures folder (default: <leaderboard-dir>/figures/<suite>)")
+            which = p.add_mutually_exclusive_group()
+            which.add_argument("--seed", type=int, help="draw this seed's forecasts (default: each row's median seed "
+                               "by the table's primary metric)")
+            which.add_argument("--all-seeds", action="store_true", help="draw every seed's forecast")
     p = sub.add_parser("bench", help="performance benchmarks")
     bench_sub = p.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     b = bench_sub.add_parser("training", help="time one training epoch: plain torchdiffeq heun2 vs stiffbench's "
@@ -309,8 +322,43 @@ def _write_leaderboard(args, suite, cells, store, metrics) -> Path:
     from . import leaderboard
 
     path = Path(args.leaderboard_dir) / f"{suite.name}.md"
-    leaderboard.write(path, leaderboard.build(suite, cells, store, metrics))
+    leaderboard.write(path, leaderboard.build(suite, cells, store, metrics, figures_dir=_figures_dir(args, suite),
+                                              document_dir=path.parent))
     return path
+
+
+def _figures_dir(args, suite) -> Path:
+    from .plots.layout import default_figures_dir
+
+    out = getattr(args, "out", None)
+    return Path(out) if out else default_figures_dir(args.leaderboard_dir, suite.name)
+
+
+def _plot(args, suite, cells, store, metrics) -> None:
+    """Draw the suite's figures; one line on what was written and what could not be drawn."""
+    from .plots import PlotError, plot_suite
+
+    out = _figures_dir(args, suite)
+    try:
+        report = plot_suite(suite, cells, store, metrics, out, seed=getattr(args, "seed", None),
+                            all_seeds=getattr(args, "all_seeds", False))
+    except PlotError as exc:
+        raise UserError(str(exc)) from None
+    print(f"figures: {len(report.written)} written under {out}")
+    for reason in report.skipped:
+        print(f"stiffbench: not drawn: {reason}", file=sys.stderr)
+
+
+def _live_display(args):
+    """The run's live display on stderr (`--progress bar`, or auto on a terminal); None for plain
+    lines or --quiet."""
+    if args.quiet or args.progress == "lines" or (args.progress == "auto" and not sys.stderr.isatty()):
+        return None
+    from rich.console import Console
+
+    from .progress import LiveDisplay
+
+    return LiveDisplay(Console(stderr=True, force_terminal=args.progress == "bar" or None))
 
 
 def cmd_run(args) -> int:
@@ -326,14 +374,17 @@ def cmd_run(args) -> int:
         executor = make_executor(args.executor, args.workers, args.scheduler)
     except (SuiteError, RuntimeError, OSError) as exc:
         raise UserError(str(exc)) from None
+    display = _live_display(args)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if display is not None:  # lines print above the display
+        log = display.print
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # load errors are reported as records and log lines
             runner = Runner(registry, store, device=device, log=log, executor=executor, verbose=not args.quiet,
                             announce=lambda msg: print(msg, flush=True),
                             checkpoint_every_s=args.checkpoint_every or None,
-                            take_over_claims=args.take_over_claims, rerun_stale=args.rerun_stale)
+                            take_over_claims=args.take_over_claims, rerun_stale=args.rerun_stale, progress=display)
         started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         report = runner.run(suite, cells)
     finally:
@@ -342,6 +393,8 @@ def cmd_run(args) -> int:
         store.add_run(RunRecord(suite.name, started, shlex.join(["stiffbench", *args.argv]), report.total, report.to_run,
                                 round(report.wall_s, 1), round(report.peak_rss_mb, 1), args.executor, executor.workers,
                                 f"{platform.machine()}, {os.cpu_count()} CPUs"))
+    if args.plots:
+        _plot(args, suite, report.cells, store, _metrics(registry, suite))
     path = _write_leaderboard(args, suite, report.cells, store, _metrics(registry, suite))
     print(f"suite {suite.name}: {report.to_run} cell(s) run in {report.wall_s:.1f} s wall "
           f"({args.executor} executor, {executor.workers} worker(s)), peak RSS {report.peak_rss_mb:.0f} MiB; "
@@ -371,6 +424,25 @@ def cmd_leaderboard(args) -> int:
 
         counts = rescore(cells, store, metrics, {name: entry.params for name, entry in suite.metrics.items()})
         print(f"rescored {counts['rescored']} cell(s); {counts['missing']} without a usable forecast", file=sys.stderr)
+    path = _write_leaderboard(args, suite, cells, store, metrics)
+    print(f"leaderboard: {path}")
+    store.close()
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plots import PlotError, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except PlotError as exc:
+        raise UserError(str(exc)) from None
+    if not Path(args.store).exists():
+        raise UserError(f"no store at {args.store} (run the suite first: stiffbench run --suite {args.suite} "
+                        f"--store {args.store})")
+    suite, registry, cells, store, _ = _open(args)
+    metrics = _metrics(registry, suite)
+    _plot(args, suite, cells, store, metrics)
     path = _write_leaderboard(args, suite, cells, store, metrics)
     print(f"leaderboard: {path}")
     store.close()
@@ -414,6 +486,7 @@ COMMANDS = {
     "score": cmd_score,
     "run": cmd_run,
     "leaderboard": cmd_leaderboard,
+    "plot": cmd_plot,
 }
 
 

@@ -15,7 +15,6 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 
@@ -32,7 +31,9 @@ from .api import (
     missing_capabilities,
 )
 from .checkpoint import DEFAULT_EVERY_S, Checkpointer, checkpoint_path
+from .curves import training_curves
 from .keys import KEY_RULE
+from .progress import line_reporter
 from .scoring import score
 from .store import CellRecord
 
@@ -84,16 +85,21 @@ class BatchJob:
         return f"{first.system_label} x {labels} seeds {seeds}"
 
 
-def execute_batch(job: BatchJob) -> list[Result]:
+def execute_batch(job: BatchJob, reporter=None) -> list[Result]:
     """Train the batch's models, forecast, score each cell; plugin faults become statuses.
+
+    `reporter` receives the batch's progress (see stiffbench.progress); None: plain lines on
+    stderr when `job.verbose`, an epoch line at most every `job.progress_every_s` seconds.
 
     It leaves the calling process as it found it: torch's thread count is set to
     `job.torch_threads` for the batch (so a batch in the driver computes what an isolated one
     does) and restored afterwards. Process-wide tuning that cannot be undone (glibc's mmap
     threshold, `heap.keep_large_blocks_mapped`) belongs to the worker processes (`worker.main`)."""
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if job.verbose else (lambda msg: None)
+    if reporter is None:
+        log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if job.verbose else (lambda msg: None)
+        reporter = line_reporter(log, job.progress_every_s)
     with _torch_threads(job.torch_threads):
-        return _execute(job, job.cells, log)
+        return _execute(job, job.cells, reporter)
 
 
 @contextmanager
@@ -117,7 +123,7 @@ def failed_records(job: BatchJob, status: str, reason: str) -> list[Result]:
     return [(make_record(job, c, status, reason), None) for c in job.cells]
 
 
-def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Result]:
+def _execute(job: BatchJob, cells: list, reporter) -> list[Result]:
     first = cells[0]
     if first.system.load_error or first.method.load_error:
         return [(make_record(job, c, "load_error", first.system.load_error or first.method.load_error), None) for c in cells]
@@ -129,7 +135,7 @@ def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Res
         rest = [c for c in cells if not missing[id(c.system)]]
         records = [(make_record(job, c, "n/a", f"method {method.name} requires {', '.join(missing[id(c.system)])}, "
                                 f"which system {c.system_label} lacks"), None) for c in na]
-        return records + (_execute(job, rest, log) if rest else [])
+        return records + (_execute(job, rest, reporter) if rest else [])
     try:
         tasks = {key: task_for(sys_obj, method, job.cache_dir) for key, sys_obj in systems.items()}
         references = {key: sys_obj.reference(sys_obj.horizon, job.cache_dir) for key, sys_obj in systems.items()}
@@ -137,18 +143,17 @@ def _execute(job: BatchJob, cells: list, log: Callable[[str], None]) -> list[Res
         return [(make_record(job, c, "error", f"system failed: {one_line(exc)}"), None) for c in cells]
     grid = tasks[id(first.system)].forecast_t
     if any(not np.array_equal(t.forecast_t, grid) for t in tasks.values()):
-        return [r for c in cells for r in _execute(job, [c], log)]  # differing grids cannot share a batch
-    what = replace(job, cells=cells).describe()
-    log(f"training {what} ({len(cells)} models, {job.epochs} epochs)")
+        return [r for c in cells for r in _execute(job, [c], reporter)]  # differing grids cannot share a batch
+    reporter.started(replace(job, cells=cells).describe(), len(cells), job.epochs)
     checkpoint = None
     if job.checkpoint_dir is not None:
         path = checkpoint_path(job.checkpoint_dir, [c.key for c in cells])
-        checkpoint = Checkpointer(path, job.checkpoint_every_s, log)
+        checkpoint = Checkpointer(path, job.checkpoint_every_s, reporter.log)
     config = FitConfig(
         epochs=job.epochs,
         device=job.device,
         deadline=None if job.budget_s is None else time.monotonic() + job.budget_s * len(cells),
-        progress=_progress_printer(log, what, job.epochs, job.progress_every_s),
+        progress=reporter.epoch,
         max_steps=job.max_solver_steps,
         checkpoint=checkpoint,
     )
@@ -184,6 +189,7 @@ def _fit_and_score(job, cells, method, systems, tasks, references, grid, config)
         reason = f"forecast has shape {forecast.shape}, expected {expected}"
         return [(make_record(job, c, "error", reason), None) for c in cells]
     metrics = [cls(job.metric_params.get(cls.name, {})) for cls in job.metric_classes]
+    curves = training_curves(model, len(cells))
     results = []
     for i, cell in enumerate(cells):
         cell_system = systems[id(cell.system)]
@@ -191,6 +197,7 @@ def _fit_and_score(job, cells, method, systems, tasks, references, grid, config)
         scored = score(cell_system, metrics, pred, references[id(cell.system)], cell_system.evaluation_windows())
         reason = "; ".join(filter(None, [scored.reason, *scored.metric_errors])) or None
         record = make_record(job, cell, scored.status, reason, scored.all_values(), train_s, forecast_s, len(cells))
+        record.curve = curves[i]
         results.append((record, (grid, forecast[i])))
     return results
 
@@ -238,35 +245,6 @@ def make_record(job: BatchJob, cell, status, reason=None, metrics=None, train_s=
         status=status, reason=reason, metrics=metrics or {}, train_s=train_s, forecast_s=forecast_s,
         provenance=provenance, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
-
-
-def _progress_printer(log, what: str, epochs: int, every_s: float) -> Callable[[int, float], None]:
-    """progress(epoch, loss) for FitConfig: a line at most every `every_s` seconds and at the last
-    epoch. From the second line on it adds the pace since the previous line (the recent pace: an
-    adaptive solver's epochs get slower as its models learn stiffer dynamics) and the time left at
-    that pace."""
-    last_epoch, last_time = None, time.monotonic()
-
-    def progress(epoch: int, loss: float) -> None:
-        nonlocal last_epoch, last_time
-        now = time.monotonic()
-        if now - last_time >= every_s or epoch == epochs:
-            pace = ""
-            if last_epoch is not None and epoch > last_epoch:
-                per_epoch = (now - last_time) / (epoch - last_epoch)
-                pace = f", {per_epoch:.3g} s/epoch, about {_duration((epochs - epoch) * per_epoch)} left"
-            log(f"    {what}: epoch {epoch}/{epochs}, loss {loss:.4g}{pace}")
-            last_epoch, last_time = epoch, now
-
-    return progress
-
-
-def _duration(seconds: float) -> str:
-    """'42 s', '17 min' or '2 h 05 min' (rounded down to the unit shown)."""
-    if seconds < 60:
-        return f"{int(seconds)} s"
-    minutes = int(seconds // 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,22 +1,29 @@
 """Markdown leaderboard of a suite from the store: one table per system entry and evaluation window.
 
 Sections follow the suite's system labels (one system may appear under several labels with
-different parameters); rows are the suite's method labels that run on the entry, in suite order;
-each metric column is "mean ± std" over the seeds whose cell is `ok` and whose value is defined
-(sample std, ddof=1; a lone value has no std). When a metric is defined for fewer ok seeds than the row has, the count
-is appended, e.g. "0.31 ± 0.05 (3/5)". "–" marks a metric undefined for every ok seed. Column
-headers carry the unit the system gives the key (e.g. "phase_drift (ms)"); a metric that does
-not apply to a system has no column there. `ok/total` counts ok cells over all cells of the
-row; `train s` is the mean training wall time per cell. A footer gives the provenance (versions,
-devices, seeds, epochs, date), the runs recorded in the store that computed the suite's cells
-(command, wall time, peak RSS) and the reason of every cell that is not ok. Stores written with
-a metric's former key names render under the current names (`AbstractMetric.former_keys`).
+different parameters); rows are the suite's method labels that run on the entry, ranked by the
+table's primary metric (`stiffbench.ranking`: its mean over the row's ok seeds, best first; rows
+where it is undefined for every ok seed last, in suite order). Each metric column is "mean ± std"
+over the seeds whose cell is `ok` and whose value is defined (sample std, ddof=1), or with
+`[leaderboard] spread = "bootstrap95"` "mean [lo, hi]", the 95 % percentile bootstrap interval of
+the mean over those seeds; a lone value has neither. When a metric is defined for fewer ok seeds
+than the row has, the count is appended, e.g. "0.31 ± 0.05 (3/5)". "–" marks a metric undefined
+for every ok seed. Column headers carry the unit the system gives the key (e.g. "phase_drift
+(ms)"); a metric that does not apply to a system has no column there. `ok/total` counts ok cells
+over all cells of the row; `train s` is the mean training wall time per cell. The document opens
+with a legend (cell format, ranking, and what each metric column measures, from the metric's
+`description`); a line under each table names its window, span and ranking keys. A footer gives
+the provenance (versions, devices, seeds, epochs, date), the runs recorded in the store that
+computed the suite's cells (command, wall time, peak RSS) and the reason of every cell that is not
+ok. Stores written with a metric's former key names render under the current names
+(`AbstractMetric.former_keys`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,16 +32,27 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from .api import AbstractSystem, Spiking, Window
+from .api import AbstractSystem, Spiking, Window, missing_capabilities
 from .ode_system import ODESystem
-from .scoring import has_bounds
+from .ranking import PrimaryMetric, primary_metric, rank_labels, seed_values, tie_break_metric
+from .scoring import has_bounds, spike_settings_for
 from .store import CellRecord, RunRecord
 from .suite import Suite
+from .plots.layout import figure_links
 from .verdict import KEY as VALID_TIME, Rung, render_verdict
 
 DASH = "–"
 STALE_MARK = "†"
 RUNS_SHOWN = 5  # the footer lists a suite's last runs that computed cells
+STD, BOOTSTRAP = "std", "bootstrap95"  # the spreads a suite may ask for ([leaderboard] spread)
+BOOTSTRAP_LEVEL = 0.95
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_RNG_SEED = 0  # fixed: re-rendering a document gives the same intervals
+# Keys the scorer itself records (stiffbench.scoring.Score.diagnostics), described for the legend.
+DIAGNOSTIC_DESCRIPTIONS = {
+    "bound_violation": "Largest distance of a bounded state outside its range over the window (the state's unit; "
+                       "the scorer's own check).",
+}
 STALE_NOTE = (f"{STALE_MARK} Some cells of this row were computed by code that has changed since, or by different "
               "code revisions: `stiffbench run --rerun-stale` recomputes the stale ones.")
 
@@ -50,17 +68,42 @@ def records_frame(records: Sequence[CellRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["system", "label", "seed", "status", "window", "key", "value"])
 
 
-def format_cell(values: np.ndarray, n_ok: int) -> str:
-    """"mean ± std" of the defined values, with "(k/n)" when only k of n ok seeds define it."""
+def bootstrap_interval(values: np.ndarray, level: float = BOOTSTRAP_LEVEL, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = BOOTSTRAP_RNG_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (Efron & Tibshirani 1993, ch. 13):
+    the (1 - level) / 2 and (1 + level) / 2 quantiles of the means of `resamples` resamples of the
+    values with replacement, drawn from an RNG seeded with `seed` (so the interval is
+    reproducible). With n values the resampled means take few distinct values, so for a handful of
+    seeds the interval is coarse; it never extends beyond the smallest and largest value."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def format_cell(values: np.ndarray, n_ok: int, spread: str = STD) -> str:
+    """"mean ± std" (spread "std", ddof=1) or "mean [lo, hi]" (spread "bootstrap95") of the defined
+    values, with "(k/n)" when only k of n ok seeds define it; a lone value has no spread."""
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return DASH
     text = f"{values.mean():.3g}"
-    if len(values) > 1:
+    if len(values) > 1 and spread == BOOTSTRAP:
+        lo, hi = bootstrap_interval(values)
+        text += f" [{lo:.3g}, {hi:.3g}]"
+    elif len(values) > 1:
         text += f" ± {values.std(ddof=1):.3g}"
     if len(values) < n_ok:
         text += f" ({len(values)}/{n_ok})"
     return text
+
+
+def table_keys(records: Sequence[CellRecord], window: str, key_order: Sequence[str],
+               paper_keys: Sequence[str] = ()) -> list[str]:
+    """The metric columns of a window's table: the keys some ok cell or the paper gives on it, in
+    `key_order`, then any others (diagnostics, keys of metrics no longer loaded) by name."""
+    present = {k for r in records if r.status == "ok" for k in r.metrics.get(window, {})} | set(paper_keys)
+    return [k for k in key_order if k in present] + sorted(present - set(key_order))
 
 
 def window_table(
@@ -72,19 +115,19 @@ def window_table(
     paper_keys: Sequence[str] = (),
     units: dict[str, str] | None = None,
     flagged: Sequence[str] = (),
+    spread: str = STD,
 ) -> str:
-    """One markdown table for one system's window.
+    """One markdown table for one system's window, rows in the order of `labels`.
 
     paper maps label -> {key: published value}; for each key in `paper_keys` a column
     "<key> (paper)" follows ours, with "–" where the publication has no value for that row.
     units maps key -> unit, shown in the header as "<key> (<unit>)". Rows in `flagged` get
-    STALE_MARK after their label.
+    STALE_MARK after their label. `spread` is that of `format_cell`.
     """
     units = units or {}
     frame = records_frame(records)
     frame = frame[(frame["window"] == window) & (frame["status"] == "ok")]
-    present = set(frame["key"]) | set(paper_keys)
-    keys = [k for k in key_order if k in present] + sorted(present - set(key_order))
+    keys = table_keys(records, window, key_order, paper_keys)
     headers = ["method"]
     for key in keys:
         header = f"{key} ({units[key]})" if units.get(key) else key
@@ -96,7 +139,7 @@ def window_table(
         row = [f"{label} {STALE_MARK}" if label in flagged else label]
         for key in keys:
             sel = frame[(frame["label"] == label) & (frame["key"] == key)]["value"].to_numpy(dtype=float)
-            row.append(format_cell(sel, len(ok)))
+            row.append(format_cell(sel, len(ok), spread))
             if key in paper_keys:
                 value = (paper or {}).get(label, {}).get(key)
                 row.append(DASH if value is None else f"{value:g}")
@@ -145,10 +188,12 @@ def qualitative_note(criteria: SummaryCriteria) -> str:
 
 
 def qualitative_table(
-    labels: Sequence[str], records: Sequence[CellRecord], windows: Sequence[str], criteria: SummaryCriteria
+    labels: Sequence[str], records: Sequence[CellRecord], windows: Sequence[str], criteria: SummaryCriteria,
+    spread: str = STD,
 ) -> str | None:
     """The paper's Table 1 columns derived from measurements; None unless the records carry spike
-    measurements. The bounds column appears only when the system has bounded states."""
+    measurements. The bounds column appears only when the system has bounded states; spike F1
+    shows `spread` (that of `format_cell`)."""
     if not windows or not any("spike_f1" in r.metrics.get(windows[0], {}) for r in records):
         return None
     first, last = windows[0], windows[-1]
@@ -171,7 +216,7 @@ def qualitative_table(
         f1 = np.array([value(r, first, "spike_f1") for r in mine if r.status == "ok"], dtype=float)
         count = lambda test: f"{sum(map(test, mine))}/{len(mine)}"  # noqa: E731
         bounds = [] if criteria.bound_limit is None else [count(in_bounds)]
-        rows.append([label, format_cell(f1, len(f1)), count(kept), *bounds, count(lambda r: r.status == "ok")])
+        rows.append([label, format_cell(f1, len(f1), spread), count(kept), *bounds, count(lambda r: r.status == "ok")])
     headers = ["method", "spike F1", "limit cycle kept", *([] if criteria.bound_limit is None else ["states in bounds"]),
                "stable"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
@@ -193,6 +238,10 @@ class Section:
     flagged: set[str] = field(default_factory=set)
     rows: list[str] = field(default_factory=list)
     samples: dict[str, np.ndarray] = field(default_factory=dict)
+    primary: PrimaryMetric | None = None  # ranks the rows of each window's table
+    tie_break: PrimaryMetric | None = None  # orders rows with equal primary means
+    descriptions: dict[str, str] = field(default_factory=dict)  # metric key -> one-line description
+    figures: str | None = None  # the markdown line linking the section's figures (stiffbench.plots.layout)
 
 
 def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | None = None,
@@ -202,12 +251,7 @@ def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | N
     lines = [f"# stiffbench leaderboard: `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description, ""]
-    lines += [
-        "Metrics are mean ± std over the seeds whose cell finished `ok`; \"–\" marks a metric that is "
-        "undefined (no matched spikes, too few spikes, or no ok seed). `train s` is the mean training "
-        "wall time per cell.",
-        "",
-    ]
+    lines += [_legend(suite.leaderboard.spread), "", *_rank_by_note(suite, sections), *_glossary(suite, sections)]
     all_records: list[CellRecord] = []
     for section in sections:
         all_records += section.records
@@ -217,12 +261,19 @@ def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | N
         for window in section.windows:
             lines += [f"## {section.label} — {window.name} window [{window.t0:g}, {window.t1:g}]{unit}", ""]
             paper_keys, paper = suite.paper_table(section.label, window.name)
-            lines += [window_table(section.rows, section.records, window.name, section.key_order, paper, paper_keys,
-                                   section.units, sorted(section.flagged)), ""]
+            rows = section.rows
+            if section.primary is not None:
+                rows = rank_labels(rows, section.records, window.name, section.primary, section.tie_break)
+            lines += [window_table(rows, section.records, window.name, section.key_order, paper, paper_keys,
+                                   section.units, sorted(section.flagged), suite.leaderboard.spread), "",
+                      _table_legend(section, window), ""]
+        if section.figures:
+            lines += [section.figures, ""]
         if section.flagged:
             lines += [STALE_NOTE, ""]
         if suite.leaderboard.qualitative_summary and section.criteria is not None:
-            table = qualitative_table(section.rows, section.records, [w.name for w in section.windows], section.criteria)
+            table = qualitative_table(section.rows, section.records, [w.name for w in section.windows], section.criteria,
+                                      suite.leaderboard.spread)
             if table:
                 lines += [f"## {section.label} — qualitative summary (the paper's Table 1, from measurements)", "",
                           table, "", qualitative_note(section.criteria), ""]
@@ -236,6 +287,78 @@ def render(suite: Suite, sections: Sequence[Section], valid_tolerance: float | N
                   "(failure, no meaningful value)." + (f" {suite.paper.note}" if suite.paper.note else ""), ""]
     lines += _footer(suite, all_records, runs)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _legend(spread: str) -> str:
+    """The paragraph under the title: how to read every table of the document."""
+    if spread == BOOTSTRAP:
+        resamples = f"{BOOTSTRAP_RESAMPLES:_}".replace("_", " ")
+        cells = (f'Metric cells are "mean [lo, hi]" over the seeds whose cell finished `ok` and define the metric: '
+                 f"[lo, hi] is the {100 * BOOTSTRAP_LEVEL:g} % percentile bootstrap interval of the mean ({resamples} "
+                 f"resamples of those seeds with replacement, RNG seed {BOOTSTRAP_RNG_SEED}, so re-rendering gives the "
+                 "same intervals; with few seeds it is coarse, and never wider than their range)")
+    else:
+        cells = ('Metric cells are "mean ± std" over the seeds whose cell finished `ok` and define the metric '
+                 "(sample standard deviation, ddof = 1)")
+    return (cells + '; a lone value has no spread, and "(k/n)" follows when only k of the row\'s n ok seeds define '
+            'the metric. "–" marks a metric undefined for every ok seed (no matched spikes, too few spikes, or no ok '
+            "seed). `ok/total`: the row's cells that finished `ok`, out of its cells in the store (the others are "
+            "listed at the end with their reason). `train s`: the mean training wall time per cell, in seconds. Rows "
+            "are ranked by the primary metric named under each table: its mean over the row's ok seeds, best first; "
+            "rows with equal means by a second metric, then in suite order; rows where it is undefined for every "
+            "ok seed come last, in suite order.")
+
+
+def _glossary(suite: Suite, sections: Sequence[Section]) -> list[str]:
+    """A list item per metric description, naming the document's columns it describes."""
+    described: dict[str, str] = {}
+    for section in sections:
+        for window in section.windows:
+            paper_keys, _ = suite.paper_table(section.label, window.name)
+            for key in table_keys(section.records, window.name, section.key_order, paper_keys):
+                described.setdefault(key, section.descriptions.get(key) or DIAGNOSTIC_DESCRIPTIONS.get(
+                    key, "not described (its metric is not loaded)."))
+    groups: dict[str, list[str]] = {}
+    for key, text in described.items():
+        groups.setdefault(text, []).append(key)
+    if not groups:
+        return []
+    return ["Metric columns (each header gives the key's unit on that system):", "",
+            *(f"- {_key_family(keys)}: {text}" for text, keys in groups.items()), ""]
+
+
+def _key_family(keys: Sequence[str]) -> str:
+    """Keys sharing one description, named compactly: "`rmse_*`" for rmse_V, rmse_n, ... (a common
+    prefix ending in "_"), else each key."""
+    prefix = os.path.commonprefix(list(keys))
+    if len(keys) > 1 and prefix.endswith("_"):
+        return f"`{prefix}*`"
+    return ", ".join(f"`{k}`" for k in keys)
+
+
+def _rank_by_note(suite: Suite, sections: Sequence[Section]) -> list[str]:
+    """A line naming the system entries ranked by their default key because they lack the suite's `rank_by`."""
+    rank_by = suite.leaderboard.rank_by
+    lacking = [s.label for s in sections if rank_by and s.primary is not None and s.primary.key != rank_by]
+    if not lacking:
+        return []
+    return [f'`rank_by = "{rank_by}"` is not a metric key of {", ".join(lacking)}: those tables are ranked by the '
+            "default key named under each.", ""]
+
+
+def _table_legend(section: Section, window: Window) -> str:
+    """The line under a window's table: its span, and the keys that rank its rows."""
+    unit = f" {section.time_unit}" if section.time_unit else ""
+    text = f"Window `{window.name}`: t from {window.t0:g} to {window.t1:g}{unit} ({window.t1 - window.t0:g}{unit})."
+    primary, tie_break = section.primary, section.tie_break
+    if primary is None:
+        return text + " Rows in suite order (no metric to rank by)."
+    text += f" Ranked by `{primary.key}` ({primary.better} is better)"
+    if not seed_values(section.records, window.name, primary.key):
+        text += "; undefined on every row here, so the rows are in suite order"
+    elif tie_break is not None:
+        text += f"; ties by `{tie_break.key}` ({tie_break.better} is better)"
+    return text + "."
 
 
 def _verdict(suite: Suite, sections: Sequence[Section], tolerance: float | None) -> list[str]:
@@ -307,9 +430,11 @@ def write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def build(suite: Suite, cells, store, metrics) -> str:
+def build(suite: Suite, cells, store, metrics, figures_dir: Path | None = None, document_dir: Path | None = None) -> str:
     """Render `suite` from the store: `cells` from runner.expand_cells, `metrics` the loaded metric
-    instances with the suite's parameters (they fix the columns, their order and units)."""
+    instances with the suite's parameters (they fix the columns, their order and units). Each
+    section links the figures found under `figures_dir` (`stiffbench plot`), by paths relative
+    to `document_dir`, the folder the document is written to."""
     records = store.get_many(c.key for c in cells)
     renamed = {old: new for metric in metrics for old, new in metric.former_keys.items()}
     sections: dict[str, Section] = {}
@@ -320,7 +445,7 @@ def build(suite: Suite, cells, store, metrics) -> str:
         if section is None:
             section = sections[label] = Section(label, [], 0)
             if cell.system.cls is not None:
-                _describe_section(section, cell.system.cls(cell.system.params), cell, metrics)
+                _describe_section(section, cell.system.cls(cell.system.params), cell, metrics, suite.leaderboard.rank_by)
         section.expected += 1
         if cell.label not in section.rows:
             section.rows.append(cell.label)
@@ -335,12 +460,16 @@ def build(suite: Suite, cells, store, metrics) -> str:
     for (label, row), recorded in revisions.items():
         if len(recorded - {"null"}) > 1:  # cells of one row from different revisions
             sections[label].flagged.add(row)
+    if figures_dir is not None:
+        for section in sections.values():
+            section.figures = figure_links(figures_dir, section.label, section.rows, document_dir or Path.cwd())
     valid_time = next((m for m in metrics if m.name == VALID_TIME), None)
     return render(suite, list(sections.values()), valid_time.params.tolerance if valid_time else None, store.runs(suite.name))
 
 
-def _describe_section(section: Section, system: AbstractSystem, cell, metrics) -> None:
-    """Windows, columns, units, heading and summary criteria of a system entry's section."""
+def _describe_section(section: Section, system: AbstractSystem, cell, metrics, rank_by: str | None = None) -> None:
+    """Windows, columns, units, descriptions, ranking keys, heading and summary criteria of a
+    system entry's section (`rank_by`: the suite's ranking key, if any)."""
     from .scoring import metric_keys
 
     section.windows = system.evaluation_windows()
@@ -348,25 +477,29 @@ def _describe_section(section: Section, system: AbstractSystem, cell, metrics) -
         grid = system.protocol().grid
         section.samples = {w.name: grid.times(w.t0, w.t1) for w in section.windows}
     section.key_order = metric_keys(metrics, system)
-    section.units = {k: u for m in metrics if m.name in _applicable(metrics, system) for k, u in m.key_units(system).items()}
+    applicable = [m for m in metrics if not missing_capabilities(m, system)]
+    section.units = {k: u for m in applicable for k, u in m.key_units(system).items()}
+    section.descriptions = {k: _metric_description(m) for m in applicable for k in m.result_keys(system)}
+    if section.key_order:
+        section.primary = primary_metric(system, section.key_order, rank_by, metrics)
+        section.tie_break = tie_break_metric(system, section.key_order, section.primary, metrics)
     section.time_unit = system.time_unit
     changed = {k: v for k, v in cell.system.params_json().items() if _differs_from_default(system.params, k)}
     if section.label != system.name or changed:
         settings = ", ".join(f"{k} = {v}" for k, v in changed.items()) or "default parameters"
         section.heading = f"`{section.label}`: system `{system.name}` with {settings}."
     if isinstance(system, Spiking) and system.has_capability(Spiking):
-        spike_metric = next((m for m in metrics if m.name == "isi_error" and hasattr(m, "settings")), None)
-        tolerance = (spike_metric.settings(system) if spike_metric else system.spike_settings()).tolerance
+        tolerance = spike_settings_for(system, metrics).tolerance
         section.criteria = summary_criteria(system, tolerance)
+
+
+def _metric_description(metric) -> str:
+    """A metric's one-line description: its `description`, else its docstring's first line."""
+    doc = (type(metric).__doc__ or "").strip()
+    return getattr(metric, "description", "") or (doc.splitlines()[0] if doc else "")
 
 
 def _differs_from_default(params, name: str) -> bool:
     """Whether a parameter is required (no default) or set to other than its default."""
     info = type(params).model_fields[name]
     return info.is_required() or getattr(params, name) != info.get_default(call_default_factory=True)
-
-
-def _applicable(metrics, system: AbstractSystem) -> set[str]:
-    from .api import missing_capabilities
-
-    return {m.name for m in metrics if not missing_capabilities(m, system)}

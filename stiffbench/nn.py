@@ -221,7 +221,7 @@ def mlp_jet(
     or a PINN's residual). The LayerNorm statistics are computed here with plain operations too:
     torch.native_layer_norm's mean and rstd outputs are not differentiable, so a tangent built from
     its rstd silently loses rstd's dependence on the parameters (0.015-0.05 % off per parameter
-    tensor in the Rodas5P gradient of the paper's trained network, measured before this was fixed).
+    tensor in the Rodas5P gradient of the paper's trained network when computed that way).
     """
     per_sample = tangents.dim() == 4  # K directions at each sample: sample quantities get a K axis
     at_samples = (lambda z: z.unsqueeze(-2)) if per_sample else (lambda z: z)  # noqa: E731

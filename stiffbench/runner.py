@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -249,7 +250,10 @@ class Runner:
 
     log      : receives one-line progress messages (cells finished, warnings)
     announce : receives the plan line "cells: N total, C cached, R to run" (default: log)
-    verbose  : whether batches print their training progress to stderr
+    verbose  : whether batches print their training progress to stderr (without `progress`)
+    progress : a stiffbench.progress.LiveDisplay that shows the run while its cells run (a bar over
+               the cells, one per running batch, see the executors); batches then print no lines
+               of their own. None: plain lines, as `verbose` says
     grace_s  : minimum extra time an isolated batch gets beyond its training budget before it is
                killed (see BatchJob.hard_limit_s)
     checkpoint_every_s : how often a training batch saves a checkpoint under <store>/checkpoints
@@ -272,6 +276,7 @@ class Runner:
         checkpoint_every_s: float | None = DEFAULT_EVERY_S,
         take_over_claims: bool = False,
         rerun_stale: bool = False,
+        progress=None,
     ):
         self.registry = registry
         self.store = store
@@ -288,6 +293,7 @@ class Runner:
         self.metric_classes = list(classes.values())
         self.metric_revisions = {cls.name: code_revision(cls) for cls in self.metric_classes}
         self.rerun_stale = rerun_stale
+        self.progress = progress
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run(self, suite: Suite, cells: list[Cell] | None = None) -> RunReport:
@@ -324,17 +330,22 @@ class Runner:
             BatchJob(batch[0].epochs, batch[0].budget_s, batch, self.device, self.cache_dir, self.metric_classes,
                      metric_params={name: entry.params for name, entry in suite.metrics.items()},
                      metric_revisions=self.metric_revisions,
-                     verbose=self.verbose, torch_threads=threads, grace_s=self.grace_s,
+                     verbose=self.verbose and self.progress is None, torch_threads=threads, grace_s=self.grace_s,
                      max_solver_steps=suite.max_solver_steps, **checkpoints)
             for batch in plan_batches(todo)
         ]
+        live = self.progress is not None and len(jobs) > 0
         try:
-            for _, results in self.executor.run(jobs):
-                for record, forecast in results:
-                    self.store.put(record, forecast)
-                    self.store.release([record.key], self.owner)
-                    report.records.append(record)
-                    self.log(_record_line(record, len(report.records), report.to_run))
+            with self.progress.running(report.to_run) if live else nullcontext():
+                batches = self.executor.run(jobs, progress=self.progress) if live else self.executor.run(jobs)
+                for _, results in batches:
+                    for record, forecast in results:
+                        self.store.put(record, forecast)
+                        self.store.release([record.key], self.owner)
+                        report.records.append(record)
+                        self.log(_record_line(record, len(report.records), report.to_run))
+                        if live:
+                            self.progress.cell_done()
         finally:
             self.store.release(claimed, self.owner)
         self._rescore_changed_metric_params(suite, cells)

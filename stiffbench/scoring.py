@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .api import AbstractMetric, AbstractSystem, Bounded, Trajectory, Window, missing_capabilities
+from .api import AbstractMetric, AbstractSystem, Bounded, SpikeSettings, Trajectory, Window, missing_capabilities
 
 # A bounded state further outside its range than this many range widths is flagged in the reason
 # (status stays ok: the paper reports metrics for such forecasts).
@@ -116,3 +116,10 @@ def _as_float(value) -> float | None:
         return None
     value = float(value)
     return value if np.isfinite(value) else None
+
+
+def spike_settings_for(system: AbstractSystem, metrics: list[AbstractMetric]) -> SpikeSettings:
+    """The spike settings the spike metrics use on `system`: the suite's overrides (a loaded
+    spike metric's `settings`) applied to the system's own."""
+    spike_metric = next((m for m in metrics if m.name == "isi_error" and hasattr(m, "settings")), None)
+    return spike_metric.settings(system) if spike_metric is not None else system.spike_settings()

@@ -5,6 +5,9 @@ Layout of a results folder:
     <folder>/store.sqlite          cells table (JSON columns for metrics and provenance)
     <folder>/forecasts/<key>.npz   the forecast of each finished cell (t, y), for rescoring
 
+A cell's training curve (`stiffbench.curves`), when its method reports one, is a JSON row of the
+`curves` table, read and written with the cell.
+
 Only the driver process writes. Each cell is committed in its own transaction (WAL journal), so
 an interrupted run keeps every finished cell. A run claims the cells it is about to compute
 (`claims` table), so two runs on one store never compute the same cell. Forecast files carry
@@ -16,6 +19,7 @@ Nothing is pickled.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -65,6 +69,7 @@ CREATE TABLE IF NOT EXISTS runs (
     workers INTEGER NOT NULL,
     machine TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS curves (key TEXT PRIMARY KEY, curve TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -75,13 +80,17 @@ CREATE TABLE IF NOT EXISTS claims (
 """
 
 
+_SELECT_CELLS = "SELECT cells.*, curves.curve FROM cells LEFT JOIN curves ON curves.key = cells.key"
+
+
 class StoreError(Exception):
     """A store that cannot be opened or is not a stiffbench store."""
 
 
 @dataclass
 class CellRecord:
-    """One cell's result. metrics: {window: {key: float | None}}; times in seconds."""
+    """One cell's result. metrics: {window: {key: float | None}}; times in seconds; curve: the
+    training curve ({"epoch": [...], "loss": [...], <term>: [...]}, `stiffbench.curves`) or None."""
 
     key: str
     system: str
@@ -96,6 +105,7 @@ class CellRecord:
     provenance: dict[str, Any] = field(default_factory=dict)
     forecast_sha256: str | None = None
     created: str = ""
+    curve: dict[str, list] | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -164,19 +174,34 @@ class Store:
 
     # ------------------------------------------------------------------------------------------
     def put(self, record: CellRecord, forecast: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """Insert or replace a cell; the forecast (t, y) is written first so a row never points
-        to a missing file."""
+        """Insert or replace a cell and its training curve in one transaction; the forecast (t, y)
+        is written first so a row never points to a missing file."""
         if forecast is not None:
             t, y = forecast
             record.forecast_sha256 = save_npz_atomic(self.forecast_path(record.key), {"t": t, "y": y})
-        self._conn.execute(
-            "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                record.key, record.system, record.method, record.label, record.seed, record.status,
-                record.reason, json.dumps(record.metrics), record.train_s, record.forecast_s,
-                json.dumps(record.provenance, sort_keys=True), record.forecast_sha256, record.created,
-            ),
-        )
+        with self._transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.key, record.system, record.method, record.label, record.seed, record.status,
+                    record.reason, json.dumps(record.metrics), record.train_s, record.forecast_s,
+                    json.dumps(record.provenance, sort_keys=True), record.forecast_sha256, record.created,
+                ),
+            )
+            if record.curve is None:
+                self._conn.execute("DELETE FROM curves WHERE key=?", (record.key,))
+            else:
+                self._conn.execute("INSERT OR REPLACE INTO curves VALUES (?,?)", (record.key, json.dumps(record.curve)))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def update_metrics(self, key: str, metrics: dict, reason: str | None, status: str,
                        provenance: dict | None = None) -> None:
@@ -194,7 +219,7 @@ class Store:
         return rows.get(key)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, CellRecord]:
-        rows = self._select_keys("SELECT * FROM cells WHERE key IN ({})", keys)
+        rows = self._select_keys(f"{_SELECT_CELLS} WHERE cells.key IN ({{}})", keys)
         return {row[0]: _record_from_row(row) for row in rows}
 
     def _select_keys(self, sql: str, keys: Iterable[str], extra: tuple = ()) -> Iterator[tuple]:
@@ -207,7 +232,7 @@ class Store:
 
     def records(self) -> Iterator[CellRecord]:
         """Every cell in the store, in key order."""
-        for row in self._conn.execute("SELECT * FROM cells ORDER BY key"):
+        for row in self._conn.execute(f"{_SELECT_CELLS} ORDER BY cells.key"):
             yield _record_from_row(row)
 
     def rekey(self, old: str, new: str, provenance: dict) -> None:
@@ -215,8 +240,10 @@ class Store:
         source, target = self.forecast_path(old), self.forecast_path(new)
         if source.is_file():
             os.replace(source, target)
-        self._conn.execute("UPDATE cells SET key=?, provenance=? WHERE key=?",
-                           (new, json.dumps(provenance, sort_keys=True), old))
+        with self._transaction():
+            self._conn.execute("UPDATE cells SET key=?, provenance=? WHERE key=?",
+                               (new, json.dumps(provenance, sort_keys=True), old))
+            self._conn.execute("UPDATE curves SET key=? WHERE key=?", (new, old))
 
     def final_keys(self, keys: Iterable[str]) -> set[str]:
         """The keys among `keys` whose stored status is final (not retried)."""
@@ -250,8 +277,7 @@ class Store:
         host, pid = socket.gethostname(), os.getpid()
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         claimed: set[str] = set()
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             rows = self._select_keys("SELECT key, owner, host, pid FROM claims WHERE key IN ({})", keys)
             existing = {r[0]: r[1:] for r in rows}
             final = self._final_keys_unlocked(keys) - rerun
@@ -264,10 +290,6 @@ class Store:
                     continue
                 self._conn.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)", (key, owner, host, pid, now))
                 claimed.add(key)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
         return claimed
 
     def claimants(self, keys: Iterable[str]) -> list[tuple[str, str, str]]:
@@ -312,9 +334,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _record_from_row(row: tuple) -> CellRecord:
-    (key, system, method, label, seed, status, reason, metrics, train_s, forecast_s, provenance, sha, created) = row
+    (key, system, method, label, seed, status, reason, metrics, train_s, forecast_s, provenance, sha, created,
+     curve) = row
     return CellRecord(
         key=key, system=system, method=method, label=label, seed=seed, status=status, reason=reason,
         metrics=json.loads(metrics), train_s=train_s, forecast_s=forecast_s, provenance=json.loads(provenance),
-        forecast_sha256=sha, created=created,
+        forecast_sha256=sha, created=created, curve=None if curve is None else json.loads(curve),
     )

@@ -23,6 +23,8 @@ A suite is a TOML file validated by pydantic (unknown keys are errors):
     [leaderboard]
     qualitative_summary = true  # the paper's Table 1 summary under each spiking system
     verdict = { window = "extrapolation" }  # which methods hold on each system (stiffbench.verdict)
+    rank_by = "rmse_V"          # optional: the key ranking each table's rows (stiffbench.ranking)
+    spread = "bootstrap95"      # "std" (default) or the 95 % bootstrap interval of the mean
     [paper]                     # optional published values shown beside ours
     source = "..."
     [paper.values.hh.extrapolation]          # system label, window
@@ -36,9 +38,10 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator,
+                      model_validator)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -126,6 +129,15 @@ class LeaderboardOptions(_Strict):
     )
     verdict: VerdictOptions | None = Field(
         None, description="a paragraph per system on which methods hold, and where each method breaks"
+    )
+    rank_by: StrictStr | None = Field(
+        None, min_length=1,
+        description="metric key ranking each table's rows (default: spike_f1, else valid_time, else the first "
+        "key; stiffbench.ranking); a system without this key is ranked by its default, with a line saying so",
+    )
+    spread: Literal["std", "bootstrap95"] = Field(
+        "std", description="spread shown after each mean: the sample std, or the 95 % percentile bootstrap "
+        "interval of the mean over seeds"
     )
 
 

@@ -53,7 +53,7 @@ def adaptive_objective(solver: str, hh_task, compile: bool):
 
 def per_model_losses(field, batch, solver: str) -> "torch.Tensor":
     """The same losses with each model in its own autograd solve (solve_adaptive through
-    odeint_with_grad): the path before solve_independent, as the baseline."""
+    odeint_with_grad), the baseline that solve_independent's batched loop is timed against."""
     import torch
 
     from stiffbench.solvers.adjoint import odeint_with_grad

@@ -1,0 +1,90 @@
+"""Per-system summary figures: cost against accuracy, and training curves.
+
+Cost–accuracy: one marker per variant at its mean training wall time per cell (log axis) and the
+mean of the table's primary metric over its ok seeds, with error bars of one sample standard
+deviation (ddof=1) over seeds on both axes, in the manner of work–precision diagrams. Variants
+whose primary metric is undefined for every ok seed are listed under the plot instead.
+
+Training curves: each variant's stored loss per epoch (`stiffbench.curves`), one thin line per
+seed, on a log loss axis (losses of different methods are on different scales: compare shapes and
+plateaus, not heights). Variants without stored curves are listed under the plot.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..ranking import PrimaryMetric, seed_values
+from ..store import CellRecord
+
+
+def cost_accuracy_figure(title: str, rows: Sequence[str], records: Sequence[CellRecord], window: str,
+                         primary: PrimaryMetric, unit: str = ""):
+    """The figure, or None when no row has both a training time and a primary value."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    missing = []
+    markers = "osD^v<>pPhX*"
+    drawn = 0
+    for i, label in enumerate(rows):
+        mine = [r for r in records if r.label == label and r.status == "ok"]
+        values = np.array([v for _, v in seed_values(mine, window, primary.key)])
+        times = np.array([r.train_s for r in mine if r.train_s is not None])
+        if not len(values) or not len(times):
+            missing.append(label)
+            continue
+        ax.errorbar(times.mean(), values.mean(), xerr=_std(times), yerr=_std(values), fmt=markers[i % len(markers)],
+                    ms=6, capsize=3, label=f"{label} ({len(values)})")
+        drawn += 1
+    if not drawn:
+        return None
+    ax.set_xscale("log")
+    plain = FuncFormatter(lambda x, _: f"{x:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("training wall time per cell (s)")
+    ax.set_ylabel(f"{primary.key}" + (f" ({unit})" if unit else "") + f", {window} window ({primary.better} is better)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best", title="variant (ok seeds)", title_fontsize=7)
+    if missing:
+        fig.text(0.01, 0.005, f"{primary.key} undefined for every ok seed: {', '.join(missing)}", fontsize=7)
+    return fig
+
+
+def curves_figure(title: str, rows: Sequence[str], records: Sequence[CellRecord]):
+    """The figure, or None when no cell of the rows has a stored training curve."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    colours = [f"C{i % 10}" for i in range(len(rows))]
+    without = []
+    for label, colour in zip(rows, colours):
+        curves = [r.curve for r in records if r.label == label and r.curve]
+        if not curves:
+            without.append(label)
+            continue
+        for k, curve in enumerate(curves):
+            loss = np.array([np.nan if v is None else v for v in curve["loss"]], dtype=float)
+            loss[loss <= 0] = np.nan  # a log axis shows positive losses only
+            ax.plot(curve["epoch"], loss, color=colour, lw=0.8, alpha=0.7, label=label if k == 0 else None)
+    if len(without) == len(rows):
+        return None
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (each method's own)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    if without:
+        fig.text(0.01, 0.005, f"no stored training curve: {', '.join(without)}", fontsize=7)
+    return fig
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
