@@ -91,8 +91,8 @@ def format_cell(values: np.ndarray, n_ok: int, spread: str = STD) -> str:
     if len(values) > 1 and spread == BOOTSTRAP:
         lo, hi = bootstrap_interval(values)
         text += f" [{lo:.3g}, {hi:.3g}]"
-    elif len(values) > 1:
-        text += f" ± {values.std(ddof=1):.3g}"
+    elif len(values) > 1:  # equal values have no spread (not the mean's rounding, ~1e-17)
+        text += f" ± {0.0 if np.ptp(values) == 0 else values.std(ddof=1):.3g}"
     if len(values) < n_ok:
         text += f" ({len(values)}/{n_ok})"
     return text

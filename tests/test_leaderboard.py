@@ -226,3 +226,8 @@ def test_leaderboard_options_are_validated_with_one_line_errors(tmp_path):
         assert "\n" not in str(caught.value)
     path.write_text(base)
     assert (load_suite(str(path)).leaderboard.spread, load_suite(str(path)).leaderboard.rank_by) == ("std", None)
+
+
+def test_equal_values_show_no_spread():
+    # the mean of five copies of 0.405 is not exactly 0.405 in floating point: np.std gives 6.2e-17
+    assert format_cell(np.full(5, 0.405), 5) == "0.405 ± 0"

@@ -24,9 +24,9 @@ def cost_accuracy_figure(title: str, rows: Sequence[str], records: Sequence[Cell
                          primary: PrimaryMetric, unit: str = ""):
     """The figure, or None when no row has both a training time and a primary value."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(9.0, 4.8), layout="constrained")
     ax = fig.subplots()
     missing = []
     markers = "osD^v<>pPhX*"
@@ -39,19 +39,20 @@ def cost_accuracy_figure(title: str, rows: Sequence[str], records: Sequence[Cell
             missing.append(label)
             continue
         ax.errorbar(times.mean(), values.mean(), xerr=_std(times), yerr=_std(values), fmt=markers[i % len(markers)],
-                    ms=6, capsize=3, label=f"{label} ({len(values)})")
+                    color=_colour(i), ms=6, capsize=3, label=f"{label} ({len(values)})")
         drawn += 1
     if not drawn:
         return None
     ax.set_xscale("log")
     plain = FuncFormatter(lambda x, _: f"{x:g}")
     ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
     ax.xaxis.set_minor_formatter(plain)
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("training wall time per cell (s)")
     ax.set_ylabel(f"{primary.key}" + (f" ({unit})" if unit else "") + f", {window} window ({primary.better} is better)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="best", title="variant (ok seeds)", title_fontsize=7)
+    fig.legend(fontsize=7, loc="outside right upper", title="variant (ok seeds)", title_fontsize=7)
     if missing:
         fig.text(0.01, 0.005, f"{primary.key} undefined for every ok seed: {', '.join(missing)}", fontsize=7)
     return fig
@@ -61,11 +62,11 @@ def curves_figure(title: str, rows: Sequence[str], records: Sequence[CellRecord]
     """The figure, or None when no cell of the rows has a stored training curve."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(9.0, 4.8), layout="constrained")
     ax = fig.subplots()
-    colours = [f"C{i % 10}" for i in range(len(rows))]
     without = []
-    for label, colour in zip(rows, colours):
+    for i, label in enumerate(rows):
+        colour = _colour(i)
         curves = [r.curve for r in records if r.label == label and r.curve]
         if not curves:
             without.append(label)
@@ -80,10 +81,17 @@ def curves_figure(title: str, rows: Sequence[str], records: Sequence[CellRecord]
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (each method's own)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+    fig.legend(fontsize=7, loc="outside right upper")
     if without:
         fig.text(0.01, 0.005, f"no stored training curve: {', '.join(without)}", fontsize=7)
     return fig
+
+
+def _colour(i: int):
+    """20 distinguishable colours (matplotlib's tab20), so up to 20 variants never share one."""
+    from matplotlib import colormaps
+
+    return colormaps["tab20"](i % 20)
 
 
 def _std(values: np.ndarray) -> float:
