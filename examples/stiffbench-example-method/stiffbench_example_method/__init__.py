@@ -1,0 +1,1 @@
+"""An example stiffbench method plugin: the linear ODE baseline `linear_ode` (docs/plugin-tutorial.md)."""
