@@ -97,9 +97,10 @@ def cli(workspace, *args, budget="", alpha_params="{}"):
 
 
 def rows(workspace):
+    """The table's row labels, sorted (rows are ranked by their metric values), and the document."""
     board = (workspace[0] / "leaderboard" / "s.md").read_text()
-    return [line.split("|")[1].strip() for line in board.splitlines() if line.startswith("| alpha") or
-            line.startswith("| beta")], board
+    return sorted(line.split("|")[1].strip() for line in board.splitlines() if line.startswith("| alpha") or
+                  line.startswith("| beta")), board
 
 
 def test_changed_method_source_flags_its_cells_and_rerun_stale_recomputes_only_those(workspace):
