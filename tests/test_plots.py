@@ -133,3 +133,14 @@ def test_plot_errors_are_one_line(tmp_path):
         "stiffbench: error: no store at nowhere (run the suite first: stiffbench run --suite quick --store nowhere)"]
     both = cli(tmp_path, "plot", "--seed", "1", "--all-seeds")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_variant_colours_differ_in_hue_for_ten_and_never_repeat_for_twenty():
+    from matplotlib import colormaps
+
+    from stiffbench.plots.summary import _colour
+
+    tab20 = colormaps["tab20"]
+    assert [_colour(i) for i in range(10)] == [tab20(2 * i) for i in range(10)]  # the ten dark hues
+    assert [_colour(i) for i in range(10, 20)] == [tab20(2 * i + 1) for i in range(10)]  # then their shades
+    assert len({_colour(i) for i in range(20)}) == 20

@@ -54,7 +54,7 @@ def cost_accuracy_figure(title: str, rows: Sequence[str], records: Sequence[Cell
     ax.set_title(title, fontsize=10)
     fig.legend(fontsize=7, loc="outside right upper", title="variant (ok seeds)", title_fontsize=7)
     if missing:
-        fig.text(0.01, 0.005, f"{primary.key} undefined for every ok seed: {', '.join(missing)}", fontsize=7)
+        fig.supxlabel(f"{primary.key} undefined for every ok seed: {', '.join(missing)}", fontsize=7)
     return fig
 
 
@@ -83,15 +83,16 @@ def curves_figure(title: str, rows: Sequence[str], records: Sequence[CellRecord]
     ax.set_title(title, fontsize=10)
     fig.legend(fontsize=7, loc="outside right upper")
     if without:
-        fig.text(0.01, 0.005, f"no stored training curve: {', '.join(without)}", fontsize=7)
+        fig.supxlabel(f"no stored training curve: {', '.join(without)}", fontsize=7)
     return fig
 
 
 def _colour(i: int):
-    """20 distinguishable colours (matplotlib's tab20), so up to 20 variants never share one."""
+    """20 colours (matplotlib's tab20): its ten hues first, then their light shades, so that up to
+    ten variants differ in hue and up to twenty never share a colour."""
     from matplotlib import colormaps
 
-    return colormaps["tab20"](i % 20)
+    return colormaps["tab20"]((2 * i) % 20 + (i // 10) % 2)
 
 
 def _std(values: np.ndarray) -> float:
