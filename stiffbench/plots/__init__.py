@@ -10,6 +10,7 @@ is the optional extra `stiffbench[plots]` and is imported only here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -95,8 +96,7 @@ def plot_suite(suite, cells, store, metrics, out_dir: Path, seed: int | None = N
             for record in select_seeds([r for r in found if r.label == label], window, primary, seed, all_seeds):
                 _plot_cell(context, record, store, out_dir, report)
         title = f"{suite.name} · {section_label}"
-        unit = _unit(metrics, system, primary.key)
-        _save(cost_accuracy_figure(f"{title}: cost vs accuracy", rows, found, window, primary, unit),
+        _save(cost_accuracy_figure(f"{title}: cost vs accuracy", rows, found, window, primary, context.unit),
               summary_file(out_dir, section_label, COST), 1, report)
         _save(curves_figure(f"{title}: training curves", rows, found),
               summary_file(out_dir, section_label, CURVES), 1, report)
@@ -106,6 +106,9 @@ def plot_suite(suite, cells, store, metrics, out_dir: Path, seed: int | None = N
 
 @dataclass
 class _SectionContext:
+    """What every forecast figure of one system entry shares; the reference and the training task
+    are read once per section, when its first stored forecast is drawn."""
+
     suite: str
     label: str
     system: object
@@ -113,6 +116,18 @@ class _SectionContext:
     window: str
     primary: PrimaryMetric
     cache_dir: object
+
+    @functools.cached_property
+    def reference(self) -> Trajectory:
+        return self.system.reference(self.system.horizon, self.cache_dir)
+
+    @functools.cached_property
+    def task(self):
+        return self.system.training_task(self.cache_dir)
+
+    @functools.cached_property
+    def unit(self) -> str:
+        return _unit(self.metrics, self.system, self.primary.key)
 
 
 def _plot_cell(ctx: _SectionContext, record: CellRecord, store, out_dir: Path, report: PlotReport) -> None:
@@ -122,15 +137,12 @@ def _plot_cell(ctx: _SectionContext, record: CellRecord, store, out_dir: Path, r
         report.skipped.append(f"{what}: no stored forecast ({record.status})")
         return
     t, y = forecast
-    system = ctx.system
-    reference = system.reference(system.horizon, ctx.cache_dir)
+    system, reference, task = ctx.system, ctx.reference, ctx.task
     truth = np.column_stack([np.interp(t, reference.t, reference.y[:, j]) for j in range(reference.y.shape[1])])
-    task = system.training_task(ctx.cache_dir)
     observations = task.observations
     names = tuple(reference.state_names)
     value = dict(seed_values([record], ctx.window, ctx.primary.key)).get(record.seed)
-    unit = _unit(ctx.metrics, system, ctx.primary.key)
-    score = "undefined" if value is None else f"{value:.3g}" + (f" {unit}" if unit else "")
+    score = "undefined" if value is None else f"{value:.3g}" + (f" {ctx.unit}" if ctx.unit else "")
     view = CellView(
         title=f"{ctx.suite} · {ctx.label} · {record.label} · seed {record.seed} ({record.status}); "
               f"{ctx.primary.key} on {ctx.window}: {score}",
