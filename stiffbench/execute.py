@@ -36,6 +36,7 @@ from .keys import KEY_RULE
 from .progress import line_reporter
 from .scoring import score
 from .store import CellRecord
+from .structure import KnownTerms, StructuredTask, known_terms_of
 
 Result = tuple[CellRecord, "tuple[np.ndarray, np.ndarray] | None"]
 
@@ -204,12 +205,14 @@ def _fit_and_score(job, cells, method, systems, tasks, references, grid, config)
 
 def task_for(system: AbstractSystem, method: AbstractMethod | type[AbstractMethod], cache_dir):
     """The system's training task, with its vector field (as such, or as a function of its physical
-    parameters) when the method requires it."""
+    parameters) or its known terms when the method requires them."""
     task = system.training_task(cache_dir)
     if isinstance(system, KnownPhysics) and KnownPhysics in method.requires:
         task = replace(task, physics=system.torch_vector_field())
     if system.has_capability(ParametrisedPhysics) and ParametrisedPhysics in method.requires:
         task = replace(task, physics_model=system.physics_model())
+    if KnownTerms in method.requires and system.has_capability(KnownTerms):
+        task = StructuredTask.of(task, known_terms_of(system))
     return task
 
 

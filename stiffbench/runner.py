@@ -37,6 +37,7 @@ from .params import key_params
 from .revision import code_revision
 from .registry import PluginLoadError, PluginSpec, Registry, UnknownPluginError
 from .store import CellRecord, Store
+from .structure import KnownTerms, declaration_revision
 from .suite import MethodEntry, Suite, SuiteError, SystemEntry, validation_message
 
 
@@ -87,8 +88,13 @@ class Cell:
 
     @property
     def revision(self) -> dict[str, str]:
-        """The code revisions of its system and method (stiffbench.revision), as provenance records them."""
-        return {"system": self.system.revision, "method": self.method.revision}
+        """The code revisions of its system and method (stiffbench.revision), as provenance records them,
+        and of the declaration of the system's known terms for a method that requires them
+        (`stiffbench.structure.declaration_revision`)."""
+        revision = {"system": self.system.revision, "method": self.method.revision}
+        if self.method.cls is not None and KnownTerms in self.method.cls.requires and self.system.cls is not None:
+            revision["known_terms"] = declaration_revision(self.system.cls)
+        return revision
 
     def is_stale(self, record: CellRecord) -> bool:
         """Whether the stored `record` of this cell was computed by code that has changed since (a

@@ -3,6 +3,8 @@
 Damped harmonic oscillator x'' + 2 zeta omega x' + omega^2 x = 0 as the 2-state system
 z = (x, v): x' = v, v' = -omega^2 x - 2 zeta omega v. Underdamped (zeta < 1), so
 x(t) = exp(-zeta omega t) (A cos(w_d t) + B sin(w_d t)) with w_d = omega sqrt(1 - zeta^2).
+It declares its known terms (`stiffbench.structure`): x' = v known, v' a relaxation driven by x,
+exact for zeta > 0 with v_inf = -omega x / (2 zeta) and tau = 1 / (2 zeta omega).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from ..api import AbstractSystem, KnownPhysics, PluginParams, TrainingTask, Trajectory, Window
+from ..structure import HybridStructure, KnownTerms, Relaxation
 
 
 class DampedOscillatorParams(PluginParams):
@@ -22,7 +25,7 @@ class DampedOscillatorParams(PluginParams):
     t_end: float = Field(4.0, gt=0, description="end of the extrapolation window [t_train, t_end]")
 
 
-class DampedOscillator(AbstractSystem, KnownPhysics):
+class DampedOscillator(AbstractSystem, KnownPhysics, KnownTerms):
     """Underdamped linear oscillator with an exact solution; noise-free observations."""
 
     name = "damped_oscillator"
@@ -69,3 +72,7 @@ class DampedOscillator(AbstractSystem, KnownPhysics):
             return torch.stack([v, -(omega**2) * x - 2 * zeta * omega * v], dim=-1)
 
         return f
+
+    def known_terms(self) -> HybridStructure:
+        """x' = v known; v relaxes towards a function of x."""
+        return HybridStructure(self.state_names, ("x",), lambda t, z: z[..., 1:2], {"v": Relaxation(("x",))})
