@@ -393,6 +393,9 @@ def _footer(suite: Suite, records: Sequence[CellRecord], runs: Sequence[RunRecor
     created = sorted(r.created for r in records if r.created)
     own = [f"{s.label}: {s.epochs or suite.epochs} epochs, budget {_budget(suite.budget_for(s))}"
            for s in suite.systems if s.epochs or s.budget_s]
+    own += [f"{m.label}: " + ", ".join(([f"{m.epochs} epochs"] if m.epochs else [])
+                                       + ([f"budget {_budget(m.budget_s)}"] if m.budget_s else []))
+            for m in suite.methods if m.epochs or m.budget_s]
     lines = [
         "## Provenance",
         "",

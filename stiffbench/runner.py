@@ -158,7 +158,7 @@ def expand_cells(suite: Suite, registry: Registry, device: str = "cpu") -> list[
                 entry = system.entry.model_copy(update={"params": {**system.entry.params, **override}})
                 where = f"methods[{i}] ({method.entry.label}).system_params.{system.entry.label}"
                 cell_system = resolve_plugin(registry, "systems", entry, where)
-            epochs, budget_s = suite.epochs_for(system.entry), suite.budget_for(system.entry)
+            epochs, budget_s = suite.epochs_for(system.entry, method.entry), suite.budget_for(system.entry, method.entry)
             for seed in suite.seeds:
                 key = cell_key(cell_system, method, seed, epochs, device, suite.max_solver_steps)
                 old = legacy_key(cell_system, method, seed, epochs, budget_s, suite.max_solver_steps)
@@ -208,9 +208,9 @@ def plan_batches(cells: list[Cell]) -> list[list[Cell]]:
     """Split the cells to run into training batches, in first-appearance order.
 
     Seeds of one variant share a batch when the method `batches_seeds`; variants of one method on
-    one system entry share a batch when their `batch_key()` values are equal and not None. Entries
-    of one system under different labels never do: their protocols (observation times, epochs,
-    budgets) may differ. Everything
+    one system entry share a batch when their `batch_key()` values are equal and not None and
+    their epochs and budgets agree. Entries of one system under different labels never do: their
+    protocols (observation times, epochs, budgets) may differ. Everything
     else (including cells whose plugins failed to load) runs alone or per variant.
     """
     batches: dict[tuple, list[Cell]] = {}
@@ -225,7 +225,7 @@ def plan_batches(cells: list[Cell]) -> list[list[Cell]]:
             if variant_key is None:
                 key = ("variant", id(cell.system), id(cell.method))
             else:
-                key = ("shared", cell.system_label, cell.method.name, variant_key)
+                key = ("shared", cell.system_label, cell.method.name, variant_key, cell.epochs, cell.budget_s)
         batches.setdefault(key, []).append(cell)
     return list(batches.values())
 

@@ -18,6 +18,8 @@ A suite is a TOML file validated by pydantic (unknown keys are errors):
     system_params = { hh = { noise_preset = "none" } }   # optional per-variant system overrides,
                                 # keyed by system label, or by name for every entry of that system
     systems = ["hh-I15"]        # optional: only these system entries (labels or names)
+    epochs = 500                # optional: this variant's epochs and budget_s instead of its
+                                # system entry's (or the suite's)
     [metrics.spike_f1]          # optional metric parameters for this suite
     params = { tolerance = 1.0 }
     [leaderboard]
@@ -155,6 +157,12 @@ class MethodEntry(_Strict):
         description="run this variant only on these system entries (labels, or names for every entry of a "
         "system); empty: on every system of the suite",
     )
+    epochs: StrictInt | None = Field(
+        None, gt=0, description="training epochs of this variant's cells (default: its system entry's, else the "
+        "suite's): a method's own budget, e.g. one whose epochs cost far more than the others'")
+    budget_s: Seconds | None = Field(
+        None, gt=0, description="wall-clock budget per cell of this variant (default: its system entry's, else the "
+        "suite's)")
     paper: dict[str, float] = Field(
         default_factory=dict,
         description="deprecated (use [paper.values]): the published value of each key of the suite's "
@@ -220,13 +228,15 @@ class Suite(_Strict):
                         raise ValueError(f"paper.values.{system}.{window}: {', '.join(unknown)} not method labels")
         return self
 
-    def epochs_for(self, system: SystemEntry) -> int:
-        """Training epochs of a system entry's cells: its own, else the suite's."""
-        return system.epochs or self.epochs
+    def epochs_for(self, system: SystemEntry, method: MethodEntry | None = None) -> int:
+        """Training epochs of a system entry's cells (of one variant's, given `method`): the variant's
+        own, else the system entry's, else the suite's."""
+        return (method.epochs if method is not None else None) or system.epochs or self.epochs
 
-    def budget_for(self, system: SystemEntry) -> float | None:
-        """Wall-clock budget per cell of a system entry: its own, else the suite's."""
-        return system.budget_s or self.budget_s
+    def budget_for(self, system: SystemEntry, method: MethodEntry | None = None) -> float | None:
+        """Wall-clock budget per cell of a system entry (of one variant's, given `method`): the
+        variant's own, else the system entry's, else the suite's."""
+        return (method.budget_s if method is not None else None) or system.budget_s or self.budget_s
 
     def runs_on(self, method: MethodEntry, system: SystemEntry) -> bool:
         """Whether a variant has cells on a system entry (its `systems`, by label or name; all when empty)."""

@@ -193,6 +193,28 @@ def test_system_entries_set_their_own_epochs_and_budget(tmp_path):
     assert expand_cells(same, registry())[0].key != next(c.key for c in cells if c.system_label == "long")
 
 
+def test_a_variant_sets_its_own_epochs_and_budget_over_its_system_entry(tmp_path):
+    """Precedence: the method entry's epochs and budget, else the system entry's, else the suite's;
+    variants of one shared batch key with other epochs train apart."""
+    from stiffbench.runner import plan_batches
+
+    s = Suite(
+        name="t", seeds=[0], epochs=2, budget_s=50,
+        systems=[{"name": "damped_oscillator", "label": "short"},
+                 {"name": "damped_oscillator", "label": "long", "params": {"omega": 3.0}, "epochs": 7}],
+        methods=[{"label": "a", "method": "shared_exact"},
+                 {"label": "b", "method": "shared_exact", "epochs": 4, "budget_s": 9.5}],
+    )
+    cells = expand_cells(s, registry())
+    assert [(c.system_label, c.label, c.epochs, c.budget_s) for c in cells] == [
+        ("short", "a", 2, 50), ("short", "b", 4, 9.5), ("long", "a", 7, 50), ("long", "b", 4, 9.5)]
+    assert [[c.label for c in batch] for batch in plan_batches(cells)] == [["a"], ["b"], ["a"], ["b"]]
+    with Store(tmp_path / "res") as store:
+        Runner(registry(), store).run(s, cells)
+        records = store.get_many(c.key for c in cells)
+    assert [records[c.key].provenance["epochs"] for c in cells] == [2, 4, 7, 4]
+
+
 def test_entries_of_one_system_with_other_protocols_train_apart():
     """fhn under two training windows: the neural ODE's batch needs shared observation times, so
     the two entries' cells must not share a batch."""
