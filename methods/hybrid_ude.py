@@ -12,7 +12,7 @@ Training, per epoch (full batch, Adam), on the noisy observations at times t_0 <
   x_{k+1} = x_inf_k + (x_k - x_inf_k) exp(-h_k / tau_k) (no solver, one multiply-add per step);
 - known states: Heun, one step per observation interval, of the known equations given those
   learned states, on segments of `segment` intervals that start from the observed known states
-  (HH: V re-anchored every 0.2 ms; a segment's error is how well the learned gates carry the
+  (HH: V re-anchored every 1 ms; a segment's error is how well the learned gates carry the
   currents that move V, without the phase drift of a whole-window solve).
 The loss is the squared error of both against the observations (`weighting`). The drivers come
 from the data (teacher forcing), so an epoch costs one pass over the window instead of a solve of
@@ -43,7 +43,7 @@ class HybridUDEParams(PluginParams):
         "network per set of driver states, with two outputs per learned state it drives.")
     lr: PositiveFloat = Field(1e-2, description="Adam learning rate (full batch, one step per epoch).")
     segment: PositiveInt = Field(
-        20, description="Observation intervals per segment of the known states' training solve, each segment "
+        100, description="Observation intervals per segment of the known states' training solve, each segment "
         "starting from the observed known states.")
     tau_scale: Optional[PositiveFloat] = Field(
         None, description="tau at a zero network output, in the system's time unit (tau = tau_scale x "
