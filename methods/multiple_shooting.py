@@ -4,13 +4,15 @@ Single shooting on oscillatory data "may result in a flattened out trajectory" (
 2021): the loss over one long rollout has a wide basin around the mean state, where the learned
 field relaxes to a fixed point. Splitting the training window into short segments, each started
 from its own free initial state, makes every segment's fit a short-horizon problem; a continuity
-penalty joins the segments into one trajectory as training proceeds.
+penalty joins the segments into one trajectory as training proceeds. With `grow_every`, the
+segments grow during training (doubling until one spans the window), so that the fit moves from
+short-horizon problems towards the trajectory the forecast integrates.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -46,6 +48,12 @@ class MultipleShootingParams(NeuralODEParams):
         "segment joints of the squared, std-normalised gap between a segment's end and the next segment's "
         "initial state."
     )
+    grow_every: Optional[PositiveInt] = param(
+        None, added=True, description="Segments growing during training: every this many epochs the segment length "
+        "doubles (group_size, 2 group_size, 4 group_size, ...) until one segment spans the window, which is then "
+        "single shooting from the initial state; the free initial states of the longer segments' starts carry "
+        "their trained values over. None: the segments keep group_size."
+    )
 
     @model_validator(mode="after")
     def _heun_only(self):
@@ -66,13 +74,40 @@ def segment_starts(n_obs: int, group_size: int) -> np.ndarray:
     return starts
 
 
+def growing_stages(n_obs: int, group_size: int, grow_every: int | None) -> list[tuple[np.ndarray, int]]:
+    """(segment starts, intervals per segment) of each stage of training (`segment_starts`): one
+    stage of group_size intervals without growth; with it, group_size x 2^j for j = 0, 1, ... until
+    one segment spans the n_obs - 1 intervals (the last stage is then the single segment from 0)."""
+    if grow_every is None:
+        return [(segment_starts(n_obs, group_size), group_size)]
+    stages, size = [], group_size
+    while size < n_obs - 1:
+        stages.append((segment_starts(n_obs, size), size))
+        size *= 2
+    return stages + [(np.zeros(1, np.int64), n_obs - 1)]
+
+
 class ShootingModule(nn.Module):
-    """The vector fields and the free initial states of segments 1..K-1 (segment 0 starts at y0)."""
+    """The vector fields, the free initial states at the observation nodes `nodes` (the starts of
+    every stage's segments but the first; segment 0 starts at y0), and the epochs trained so far
+    (a buffer, so that a resumed training continues in its stage)."""
 
     def __init__(self, field: VectorField, starts: torch.Tensor):
         super().__init__()
         self.field = field
         self.starts = nn.Parameter(starts)
+        self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
+
+
+class _Stage(NamedTuple):
+    """One segmentation's tensors: which free states start its segments 1..K-1, their start times,
+    each segment's intervals and observations, and each joint's position in the earlier segment."""
+
+    free: torch.Tensor
+    t_starts: torch.Tensor
+    steps: torch.Tensor
+    observed: torch.Tensor
+    joint: torch.Tensor
 
 
 def heun_segments(f: Callable, u0: torch.Tensor, t0: torch.Tensor, dt: torch.Tensor, substeps: int) -> torch.Tensor:
@@ -97,9 +132,11 @@ class MultipleShootingNODE(NeuralODEMethod):
     known initial state, every other one at a free initial state (initialised to its noisy
     observation and trained with the network). Loss per model: the data loss over every segment's
     points, start included (eq. 7 with `data_loss`), plus `continuity` x the mean squared
-    std-normalised gap at the joints. Heun through the observation times (any spacing; each
-    interval split into ceil(largest interval / `step`) equal substeps), differentiated by autograd; the forecast is one rollout from
-    the initial state, as the other neural ODEs'.
+    std-normalised gap at the joints. With `grow_every`, the segments double in length every that
+    many epochs, ending in single shooting (`growing_stages`); a free state keeps its trained value
+    while a start at its node remains. Heun through the observation times (any spacing; each
+    interval split into ceil(largest interval / `step`) equal substeps), differentiated by autograd;
+    the forecast is one rollout from the initial state, as the other neural ODEs'.
     """
 
     name = "multiple_shooting"
@@ -119,31 +156,42 @@ class MultipleShootingNODE(NeuralODEMethod):
         times = np.asarray(batch.times)  # the observation times, after the initial time when it precedes them
         intervals = np.diff(times)
         substeps = 1 if p.step is None else max(1, math.ceil(intervals.max() / p.step - 1e-9))
-        starts = segment_starts(len(times), p.group_size)
+        stages = growing_stages(len(times), p.group_size, p.grow_every)
         identity = ObservationStats.identity(len(batch.stats[0].z_mean))
         stats = [s if m.params.normalise else identity for m, s in zip(members, batch.stats)]
         scales = batch.observed_max() if p.state_scale == "observed_max" else None
         field = VectorField(p, stats, [m.seed for m in members], device, scales)
         # the nodes: the observations, after the known initial state when it precedes them
         nodes = batch.z if not batch.skip else torch.cat([batch.y0.unsqueeze(1), batch.z], 1)
-        module = ShootingModule(field, field.to_solver(nodes[:, starts[1:]]).clone())
+        free_nodes = np.unique(np.concatenate([starts[1:] for starts, _ in stages]))
+        module = ShootingModule(field, field.to_solver(nodes[:, free_nodes]).clone())
         y0 = field.to_solver(batch.y0).unsqueeze(1)
-        t_starts = batch.t.new_tensor(times[starts])
-        index = starts[:, None] + np.arange(p.group_size + 1)  # (K, G+1) node indices of each segment
-        steps = batch.t.new_tensor(intervals[index[:, :-1]])  # (K, G)
-        observed = nodes[:, torch.as_tensor(index, device=nodes.device)]  # (B, K, G+1, n)
         obs_std = batch.obs_std()
-        # the joint after segment k: the state of segment k at the next segment's start
-        joint = torch.as_tensor(starts[1:] - starts[:-1], device=nodes.device)
+
+        def stage(starts: np.ndarray, size: int) -> _Stage:
+            index = starts[:, None] + np.arange(size + 1)  # (K, G+1) node indices of each segment
+            return _Stage(
+                free=torch.as_tensor(np.searchsorted(free_nodes, starts[1:]), device=nodes.device),
+                t_starts=batch.t.new_tensor(times[starts]),
+                steps=batch.t.new_tensor(intervals[index[:, :-1]]),  # (K, G)
+                observed=nodes[:, torch.as_tensor(index, device=nodes.device)],  # (B, K, G+1, n)
+                # the joint after segment k: the state of segment k at the next segment's start
+                joint=torch.as_tensor(starts[1:] - starts[:-1], device=nodes.device),
+            )
+
+        segmentations = [stage(starts, size) for starts, size in stages]
 
         def losses() -> torch.Tensor:
+            s = segmentations[min(len(segmentations) - 1, int(module.epochs_done) // (p.grow_every or 1))]
+            module.epochs_done += 1
             f = field.evaluator(field.rollout_params())
-            u0 = torch.cat([y0, module.starts], 1)
-            z = field.from_solver(heun_segments(f, u0, t_starts, steps, substeps))  # (B, K, G+1, n)
+            starts = module.starts[:, s.free]
+            u0 = torch.cat([y0, starts], 1)
+            z = field.from_solver(heun_segments(f, u0, s.t_starts, s.steps, substeps))  # (B, K, G+1, n)
             B, K, L, n = z.shape
-            fit = data_loss(z.reshape(B, K * L, n), observed.reshape(B, K * L, n), p.data_loss, obs_std)
-            ends = z[:, torch.arange(K - 1, device=z.device), joint]  # (B, K-1, n)
-            gap = ((ends - field.from_solver(module.starts)) / obs_std).square().sum(-1).mean(-1) if K > 1 else 0.0
+            fit = data_loss(z.reshape(B, K * L, n), s.observed.reshape(B, K * L, n), p.data_loss, obs_std)
+            ends = z[:, torch.arange(K - 1, device=z.device), s.joint]  # (B, K-1, n)
+            gap = ((ends - field.from_solver(starts)) / obs_std).square().sum(-1).mean(-1) if K > 1 else 0.0
             return fit + p.continuity * gap
 
         return module, batch, losses

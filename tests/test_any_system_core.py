@@ -209,7 +209,7 @@ def test_cell_keys_ignore_added_params_at_their_defaults(tmp_path):
     assert len({base, key({"step": 0.05}), key({"state_scale": "observed_max"}), key({"autonomous": True})}) == 4
 
 
-@pytest.mark.parametrize("name, folder, n_cells", [("paper", "paper-results", 110),
+@pytest.mark.parametrize("name, folder, n_cells", [("paper", "paper-results", 115),
                                                    ("paper-ablations", "paper-ablations-results", 45)])
 def test_paper_suites_keep_their_keys(tmp_path, name, folder, n_cells):
     """Every cell of the committed paper suites is found, final, in its committed store (a copy)."""

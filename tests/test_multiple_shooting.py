@@ -6,7 +6,13 @@ import torch
 
 from stiffbench.api import BatchMember, FitConfig
 from stiffbench.registry import Registry
-from stiffbench_methods.multiple_shooting import MultipleShootingNODE, MultipleShootingParams, heun_segments, segment_starts
+from stiffbench_methods.multiple_shooting import (
+    MultipleShootingNODE,
+    MultipleShootingParams,
+    growing_stages,
+    heun_segments,
+    segment_starts,
+)
 
 
 def test_segment_starts_by_hand():
@@ -59,3 +65,28 @@ def test_learns_the_fhn_limit_cycle_from_three_periods(session_cache):
     pred = type(window)(window.t, forecast[reference.t >= 120.0 - 1e-9], window.state_names)
     error = PeriodError().compute(pred, window, system)["period_error"]
     assert error < 0.05, error
+
+
+def test_growing_stages_by_hand():
+    """40 intervals from segments of 10: 10, 20, then single shooting; without growth one stage."""
+    stages = growing_stages(41, 10, grow_every=5)
+    assert [(starts.tolist(), size) for starts, size in stages] == [([0, 10, 20, 30], 10), ([0, 20], 20), ([0], 40)]
+    assert [(s.tolist(), g) for s, g in growing_stages(41, 10, None)] == [([0, 10, 20, 30], 10)]
+    # 25 intervals: the moved-back last start of each stage, then one segment
+    assert [(s.tolist(), g) for s, g in growing_stages(26, 10, 1)] == [([0, 10, 15], 10), ([0, 5], 20), ([0], 25)]
+
+
+def test_growing_segments_switch_stage_every_grow_every_epochs(session_cache):
+    """The first epochs (stage 0) are the fixed segmentation's loss exactly; after grow_every epochs
+    the loss is another (longer segments); the free states of every stage's starts are parameters."""
+    system = Registry().load("systems", "fhn")({"t_train": 40.0, "extrapolation": (40.0, 80.0), "long": (80.0, 120.0)})
+    task = system.training_task(session_cache)
+    fixed = MultipleShootingNODE.objective([BatchMember(MultipleShootingParams(group_size=100), task, 0)], "cpu", False)
+    grow = MultipleShootingNODE.objective(
+        [BatchMember(MultipleShootingParams(group_size=100, grow_every=2), task, 0)], "cpu", False)
+    # 400 intervals: stages of 100, 200 and 400 intervals; free states at nodes 100, 200, 300
+    assert grow[0].starts.shape[1] == 3 and fixed[0].starts.shape[1] == 3
+    values_fixed = [fixed[2]().item() for _ in range(3)]
+    values_grow = [grow[2]().item() for _ in range(3)]
+    assert values_grow[:2] == values_fixed[:2] and values_grow[2] != values_fixed[2]
+    assert int(grow[0].epochs_done) == 3
