@@ -80,10 +80,10 @@ def test_paper_values_must_use_declared_keys(tmp_path):
 
 @pytest.mark.parametrize(("name", "n_variants", "n_pairs"), [
     ("quick", 3, 3), ("smoke", 3, 12), ("paper", 23, 23), ("paper-ablations", 9, 9),
-    # 14 system entries x 7 learning methods (hybrid_ude n/a where no known terms are declared),
+    # 14 system entries x 8 learning methods (hybrid_ude n/a where no known terms are declared),
     # physics_fit on the 10 fhn, vdp, ML, HR and HH entries,
-    # its stiff variant on the 6 stiff ones, sindy-neuron on morris_lecar and hh, stiff_node on the 4 chemistry ones
-    ("ladder", 11, 14 * 7 + 10 + 6 + 2 + 4),
+    # its stiff variant on the 6 stiff ones, sindy-neuron on morris_lecar and hh
+    ("ladder", 11, 14 * 8 + 10 + 6 + 2),
 ])
 def test_builtin_suites_expand_into_valid_cells(name, n_variants, n_pairs):
     """Every variant of every built-in suite validates against its plugins' parameters."""
